@@ -1,0 +1,42 @@
+# Switchboard: the only entry points a newcomer needs.
+#   make up     install what is needed, start NATS + every service, print URL and admin key
+#   make test   install what is needed, lint, run every test
+#   make bench  gateway vs direct-to-upstream latency and throughput (see tools/bench)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install up test lint unit integration bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+up: install
+	$(VENV)/bin/switchboard up
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+unit: install
+	$(PY) -m pytest -q tests/unit
+
+integration: install
+	$(PY) -m pytest -q tests/integration
+
+bench: install
+	@command -v wrk >/dev/null && command -v hey >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk hey >/dev/null)
+	$(PY) -m tools.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache bench-results

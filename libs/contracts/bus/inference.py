@@ -1,0 +1,87 @@
+"""Inference messages between edge and router (msgpack on the bus).
+
+The edge sends one InferenceRequest. The router answers a non-stream request
+with one Reply or Failure on the reply subject; a stream with StreamStart, any
+number of StreamChunk, then StreamEnd (or a Failure at any point). Structs are
+array_like and tagged so each message is a compact msgpack array.
+"""
+
+from typing import Final
+
+import msgspec
+
+from libs.contracts.errors import ErrorBody
+
+OP_CHAT: Final = "chat"
+OP_EMBEDDINGS: Final = "embeddings"
+
+
+class Principal(msgspec.Struct, array_like=True, frozen=True):
+    """Who is calling: resolved from the API key at the edge."""
+
+    account_id: str
+    key_id: str
+    subaccount_id: str | None = None
+
+
+class InferenceRequest(msgspec.Struct, array_like=True):
+    request_id: str
+    operation: str
+    model: str
+    # The client's JSON body exactly as received; the router rewrites only what
+    # the provider needs (the upstream model name).
+    body: bytes
+    principal: Principal
+    stream: bool = False
+    include_usage: bool = False
+    tag: str | None = None
+    traceparent: str | None = None
+
+
+class Usage(msgspec.Struct, array_like=True):
+    input_units: int = 0
+    output_units: int = 0
+    cached_units: int = 0
+
+
+class DispatchMeta(msgspec.Struct, array_like=True):
+    """What served the request; becomes X-Model / X-Provider / X-Latency-Ms."""
+
+    model: str
+    provider: str
+    upstream_latency_ms: float = 0.0
+    usage: Usage | None = None
+
+
+class Reply(msgspec.Struct, tag="reply", array_like=True):
+    status: int
+    body: bytes
+    meta: DispatchMeta | None = None
+    content_type: str = "application/json"
+
+
+class StreamStart(msgspec.Struct, tag="start", array_like=True):
+    meta: DispatchMeta
+
+
+class StreamChunk(msgspec.Struct, tag="chunk", array_like=True):
+    """One or more complete SSE events, ready to write to the client."""
+
+    data: bytes
+
+
+class StreamEnd(msgspec.Struct, tag="end", array_like=True):
+    meta: DispatchMeta
+
+
+class Failure(msgspec.Struct, tag="error", array_like=True):
+    error: ErrorBody
+    retry_after: int | None = None
+    meta: DispatchMeta | None = None
+
+
+BusReply = Reply | StreamStart | StreamChunk | StreamEnd | Failure
+
+encode = msgspec.msgpack.Encoder().encode
+decode_request = msgspec.msgpack.Decoder(InferenceRequest).decode
+decode_reply = msgspec.msgpack.Decoder(BusReply).decode

@@ -1,0 +1,69 @@
+"""Schema of the optional TOML config file named by SWITCHBOARD_CONFIG.
+
+Every section is optional; environment variables fill what the file leaves out
+(see README "Configuration"). Each service reads the sections it owns.
+"""
+
+import os
+from pathlib import Path
+
+import msgspec
+
+
+class EdgeConfig(msgspec.Struct, forbid_unknown_fields=True):
+    port: int | None = None
+    host: str | None = None
+    # How long the edge waits for the router before answering 504 itself. Must
+    # exceed the router's upstream read timeout so the router's own, more
+    # precise error normally arrives first.
+    request_timeout_s: float | None = None
+    max_body_bytes: int | None = None
+
+
+class RouterConfig(msgspec.Struct, forbid_unknown_fields=True):
+    connect_timeout_s: float | None = None
+    read_timeout_s: float | None = None
+    max_connections_per_provider: int | None = None
+
+
+class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """An upstream provider; `slug` is the prefix of its model ids (`slug/model`)."""
+
+    slug: str
+    base_url: str | None = None
+    # Name of the environment variable holding the key (keys never live in the file).
+    api_key_env: str | None = None
+    kind: str = "openai"  # adapter module: openai-compatible wire format
+    connect_timeout_s: float | None = None
+    read_timeout_s: float | None = None
+
+
+class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """A catalog entry added or overridden by the config file."""
+
+    id: str
+    upstream: str | None = None
+    modality: str = "text"
+    context_window: int | None = None
+    capabilities: list[str] = []
+    input_per_mtok: float | None = None
+    output_per_mtok: float | None = None
+    owned_by: str | None = None
+
+
+class SwitchboardConfig(msgspec.Struct, forbid_unknown_fields=True):
+    edge: EdgeConfig = msgspec.field(default_factory=EdgeConfig)
+    router: RouterConfig = msgspec.field(default_factory=RouterConfig)
+    providers: list[ProviderConfig] = []
+    models: list[ModelConfig] = []
+
+
+def load_config(path: str | None = None) -> SwitchboardConfig:
+    """Read SWITCHBOARD_CONFIG (or `path`); no file means all defaults."""
+    path = path or os.environ.get("SWITCHBOARD_CONFIG")
+    if not path:
+        return SwitchboardConfig()
+    try:
+        return msgspec.toml.decode(Path(path).read_bytes(), type=SwitchboardConfig)
+    except (OSError, msgspec.DecodeError) as exc:
+        raise SystemExit(f"switchboard: cannot load config {path}: {exc}") from exc

@@ -1,0 +1,40 @@
+"""Typed reads of SWITCHBOARD_* environment variables."""
+
+import os
+from pathlib import Path
+
+
+def env_str(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return value if value else default
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise SystemExit(f"switchboard: {name} must be an integer, got {value!r}") from exc
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise SystemExit(f"switchboard: {name} must be a number, got {value!r}") from exc
+
+
+def data_dir() -> Path:
+    """Where embedded state lives (`.data/` under the working directory by default)."""
+    path = Path(env_str("SWITCHBOARD_DATA_DIR", ".data")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def nats_url() -> str:
+    return env_str("SWITCHBOARD_NATS_URL", "nats://127.0.0.1:4222")

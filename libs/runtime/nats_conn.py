@@ -1,0 +1,46 @@
+"""One way to connect to NATS: reconnect forever, log transitions.
+
+Services are stateless and NATS is their only peer, so the right behaviour
+during a NATS outage is to keep retrying and resume (subscriptions are
+re-established by nats-py on reconnect); callers add their own
+`on_reconnect` hooks for state that must be rebuilt (KV watches).
+"""
+
+from collections.abc import Awaitable, Callable
+
+import nats
+import structlog
+from nats.aio.client import Client
+
+log = structlog.get_logger()
+
+
+async def connect_nats(
+    url: str,
+    name: str,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+) -> Client:
+    async def disconnected() -> None:
+        log.warning("nats_disconnected", url=url)
+
+    async def reconnected() -> None:
+        log.info("nats_reconnected", url=url)
+        if on_reconnect is not None:
+            await on_reconnect()
+
+    async def error(exc: Exception) -> None:
+        log.warning("nats_error", error=repr(exc))
+
+    return await nats.connect(
+        servers=[url],
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.25,
+        connect_timeout=2,
+        allow_reconnect=True,
+        disconnected_cb=disconnected,
+        reconnected_cb=reconnected,
+        error_cb=error,
+        # Buffer publishes during a short outage instead of failing them at once.
+        pending_size=8 * 1024 * 1024,
+    )

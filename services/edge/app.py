@@ -1,0 +1,65 @@
+"""The edge's aiohttp application: routes, startup (NATS, key mirror) and shutdown."""
+
+import time
+
+import structlog
+from aiohttp import web
+
+from libs.runtime.nats_conn import connect_nats
+from services.edge import inference, models
+from services.edge.auth import KeyStore
+from services.edge.errors import MAX_BODY, error_middleware
+from services.edge.settings import EdgeSettings
+from services.edge.state import EDGE, EdgeState
+
+log = structlog.get_logger()
+_BODY_HEADROOM = 64 * 1024  # bus message envelope around the client's body
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[EDGE]
+    if state.nc.is_connected and state.keys.synced.is_set():
+        return web.Response(text="ready")
+    return web.Response(status=503, text="not ready")
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    response = await handler(request)
+    log.info("request", method=request.method, path=request.path, status=response.status,
+             model=response.headers.get("X-Model"), ms=round((time.perf_counter() - started) * 1000, 2))
+    return response
+
+
+async def build_app(settings: EdgeSettings) -> web.Application:
+    keys = KeyStore()
+    nc = await connect_nats(settings.nats_url, "switchboard-edge", on_reconnect=keys.resync)
+    await keys.start(nc.jetstream())
+    if settings.admin_key:
+        await keys.ensure_admin(settings.admin_key)
+    # A body must fit in one bus message along with its envelope.
+    max_body = min(settings.max_body_bytes, nc.max_payload - _BODY_HEADROOM)
+    middlewares = [access_log_middleware, error_middleware] if settings.access_log else [error_middleware]
+    app = web.Application(client_max_size=max_body, middlewares=middlewares)
+    app[EDGE] = EdgeState(settings, nc, keys)
+    app[MAX_BODY] = max_body
+    app.router.add_post("/v1/chat/completions", inference.chat_completions)
+    app.router.add_post("/v1/embeddings", inference.embeddings)
+    app.router.add_get("/v1/models", models.list_models)
+    app.router.add_get("/v1/models/{model_id:.+}", models.get_model)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+    async def shutdown(app: web.Application) -> None:
+        await keys.stop()
+        if nc.is_connected:
+            await nc.drain()
+
+    app.on_cleanup.append(shutdown)
+    log.info("edge_ready", url=f"http://{settings.host}:{settings.port}/v1", max_body_bytes=max_body)
+    return app

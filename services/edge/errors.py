@@ -1,0 +1,91 @@
+"""OpenAI-shaped error responses and the middleware that guarantees them.
+
+Whatever goes wrong in a handler, the client gets the contract's envelope with
+the right status; never aiohttp's text pages, never a traceback.
+"""
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from libs.contracts import errors
+from libs.contracts.errors import ErrorBody, error_json
+
+log = structlog.get_logger()
+
+REQUEST_ID = web.RequestKey("request_id", str)
+_MAX_REQUEST_ID = 128
+
+
+class GatewayError(Exception):
+    def __init__(self, status: int, type_: str, message: str, *, param: str | None = None,
+                 retry_after: int | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.body = ErrorBody(message=message, type=type_, code=status, param=param)
+        self.status = status
+        self.retry_after = retry_after
+        self.headers = headers or {}
+
+
+def error_response(status: int, body: ErrorBody, headers: dict[str, str], retry_after: int | None = None
+                   ) -> web.Response:
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    headers["Content-Type"] = "application/json"
+    return web.Response(status=status, body=error_json(body), headers=headers)
+
+
+def request_id_of(request: web.Request) -> str:
+    incoming = request.headers.get("X-Request-Id")
+    if incoming and len(incoming) <= _MAX_REQUEST_ID and incoming.isprintable():
+        return incoming
+    return uuid.uuid4().hex
+
+
+_HTTP_TYPES = {
+    401: errors.AUTHENTICATION,
+    403: errors.PERMISSION,
+    429: errors.RATE_LIMIT,
+}
+
+
+def _from_http_exception(exc: web.HTTPException, request: web.Request) -> tuple[int, str]:
+    status = exc.status
+    if status == 413:
+        return status, f"Request body too large: the limit is {request.app[MAX_BODY]} bytes."
+    if status == 404:
+        return status, f"Unknown path {request.path}. See the API reference for available endpoints."
+    if status == 405:
+        return status, f"Method {request.method} is not allowed on {request.path}."
+    return status, exc.reason or "request failed"
+
+
+MAX_BODY = web.AppKey("max_body_bytes", int)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    request_id = request_id_of(request)
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await handler(request)
+    except GatewayError as exc:
+        headers = {**exc.headers, "X-Request-Id": request_id}
+        return error_response(exc.status, exc.body, headers, exc.retry_after)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        status, message = _from_http_exception(exc, request)
+        type_ = _HTTP_TYPES.get(status, errors.INVALID_REQUEST)
+        return error_response(status, ErrorBody(message, type_, status), {"X-Request-Id": request_id})
+    except Exception:
+        log.exception("unhandled_error", path=request.path)
+        body = ErrorBody(f"Internal gateway error (request id {request_id}).", errors.INTERNAL, 500)
+        return error_response(500, body, {"X-Request-Id": request_id})
+    response.headers["X-Request-Id"] = request_id
+    return response

@@ -1,0 +1,33 @@
+"""GET /v1/models and /v1/models/{id}: answered by the router's catalog over NATS."""
+
+from aiohttp import web
+
+from libs.contracts import errors, subjects
+from libs.contracts.bus import catalog as catalog_bus
+from services.edge.errors import REQUEST_ID, GatewayError
+from services.edge.relay import reply_response, request_reply
+from services.edge.state import EDGE, EdgeState
+
+_CATALOG_TIMEOUT_S = 5.0
+_MODALITIES = frozenset({"text", "image", "audio-stt", "audio-tts", "video", "embedding", "rerank", "moderation"})
+
+
+async def list_models(request: web.Request) -> web.StreamResponse:
+    state: EdgeState = request.app[EDGE]
+    state.keys.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    modality = request.query.get("modality")
+    if modality is not None and modality not in _MODALITIES:
+        raise GatewayError(400, errors.INVALID_REQUEST,
+                           f"Unknown modality '{modality}'; use one of {', '.join(sorted(_MODALITIES))}.",
+                           param="modality")
+    query = catalog_bus.ModelsQuery(provider=request.query.get("provider"), modality=modality)
+    reply = await request_reply(state.nc, subjects.CATALOG_LIST, catalog_bus.encode(query), _CATALOG_TIMEOUT_S)
+    return reply_response(reply, request[REQUEST_ID])
+
+
+async def get_model(request: web.Request) -> web.StreamResponse:
+    state: EdgeState = request.app[EDGE]
+    state.keys.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    query = catalog_bus.ModelsQuery(model_id=request.match_info["model_id"])
+    reply = await request_reply(state.nc, subjects.CATALOG_GET, catalog_bus.encode(query), _CATALOG_TIMEOUT_S)
+    return reply_response(reply, request[REQUEST_ID])

@@ -1,0 +1,148 @@
+"""Edge <-> router over NATS: one request/reply for whole answers, a reply
+inbox relayed as SSE for streams. Router failures become GatewayErrors before
+the first byte, and an SSE error event after it (never a silent end)."""
+
+import time
+
+import msgspec
+import nats.errors
+from aiohttp import web
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from libs.contracts import errors
+from libs.contracts.bus.inference import (
+    BusReply,
+    DispatchMeta,
+    Failure,
+    Reply,
+    StreamChunk,
+    StreamEnd,
+    StreamStart,
+    decode_reply,
+)
+from libs.contracts.errors import ErrorBody, error_json
+from services.edge.errors import GatewayError
+
+_NO_RESPONDERS = "503"
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def meta_headers(meta: DispatchMeta | None, request_id: str) -> dict[str, str]:
+    headers = {"X-Request-Id": request_id}
+    if meta is not None:
+        headers["X-Model"] = meta.model
+        headers["X-Provider"] = meta.provider
+        headers["X-Latency-Ms"] = str(round(meta.upstream_latency_ms))
+    return headers
+
+
+def _unavailable(what: str) -> GatewayError:
+    return GatewayError(503, errors.UNAVAILABLE, f"{what}; retry shortly.")
+
+
+def _timeout(timeout_s: float) -> GatewayError:
+    return GatewayError(504, errors.TIMEOUT,
+                        f"No answer from the gateway's router within {timeout_s:g}s. "
+                        "Retry, or lower max_tokens.")
+
+
+def _failure_error(failure: Failure, request_id: str) -> GatewayError:
+    body = failure.error
+    return GatewayError(body.code, body.type, body.message, param=body.param,
+                        retry_after=failure.retry_after, headers=meta_headers(failure.meta, request_id))
+
+
+def _decode(msg: Msg) -> BusReply:
+    if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
+        raise _unavailable("No router is serving requests")
+    try:
+        return decode_reply(msg.data)
+    except msgspec.DecodeError as exc:
+        raise GatewayError(502, errors.PROVIDER_ERROR, "The router sent an unreadable answer.") from exc
+
+
+async def request_reply(nc: Client, subject: str, payload: bytes, timeout_s: float) -> Reply:
+    """Send one request and return the router's Reply (raising its Failure as a GatewayError)."""
+    if not nc.is_connected:
+        raise _unavailable("The gateway is reconnecting to its message bus")
+    try:
+        msg = await nc.request(subject, payload, timeout=timeout_s)
+    except nats.errors.NoRespondersError as exc:
+        raise _unavailable("No router is serving requests") from exc
+    except nats.errors.TimeoutError as exc:
+        raise _timeout(timeout_s) from exc
+    except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
+            nats.errors.OutboundBufferLimitError) as exc:
+        raise _unavailable("The gateway lost its message bus") from exc
+    reply = _decode(msg)
+    if isinstance(reply, Failure):
+        raise _failure_error(reply, "")
+    if not isinstance(reply, Reply):
+        raise GatewayError(502, errors.PROVIDER_ERROR, "The router answered out of protocol.")
+    return reply
+
+
+def reply_response(reply: Reply, request_id: str) -> web.Response:
+    headers = meta_headers(reply.meta, request_id)
+    headers["Content-Type"] = reply.content_type
+    return web.Response(status=reply.status, body=reply.body, headers=headers)
+
+
+def _error_event(body: ErrorBody) -> bytes:
+    return b"data: " + error_json(body) + b"\n\n"
+
+
+async def relay_stream(request: web.Request, nc: Client, subject: str, payload: bytes, request_id: str,
+                       timeout_s: float, idle_timeout_s: float) -> web.StreamResponse:
+    if not nc.is_connected:
+        raise _unavailable("The gateway is reconnecting to its message bus")
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    try:
+        await nc.publish(subject, payload, reply=inbox)
+        try:
+            first = _decode(await sub.next_msg(timeout=timeout_s))
+        except nats.errors.TimeoutError as exc:
+            raise _timeout(timeout_s) from exc
+        if isinstance(first, Failure):
+            raise _failure_error(first, request_id)
+        if not isinstance(first, StreamStart):
+            raise GatewayError(502, errors.PROVIDER_ERROR, "The router answered out of protocol.")
+        response = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **meta_headers(first.meta, request_id)})
+        await response.prepare(request)
+        try:
+            await _pump(response, sub, idle_timeout_s)
+        except ConnectionError:
+            pass  # the client went away; unsubscribing below drops the rest
+        return response
+    finally:
+        await sub.unsubscribe()
+
+
+async def _pump(response: web.StreamResponse, sub: nats.aio.subscription.Subscription,
+                idle_timeout_s: float) -> None:
+    """Write chunks as they arrive; end with the router's end marker or an error event."""
+    last = time.monotonic()
+    while True:
+        try:
+            msg = await sub.next_msg(timeout=idle_timeout_s)
+        except nats.errors.TimeoutError:
+            waited = time.monotonic() - last
+            await response.write(_error_event(ErrorBody(
+                f"The stream stalled: nothing from the router for {waited:.0f}s.", errors.TIMEOUT, 504)))
+            return
+        last = time.monotonic()
+        try:
+            message = _decode(msg)
+        except GatewayError as exc:
+            await response.write(_error_event(exc.body))
+            return
+        if isinstance(message, StreamChunk):
+            await response.write(message.data)
+        elif isinstance(message, StreamEnd):
+            await response.write_eof()
+            return
+        elif isinstance(message, Failure):
+            await response.write(_error_event(message.error))
+            return

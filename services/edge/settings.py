@@ -1,0 +1,31 @@
+"""Edge settings: environment first, then the config file's [edge], then defaults."""
+
+import msgspec
+
+from libs.contracts.config import EdgeConfig
+from libs.runtime.env import env_float, env_int, env_str, nats_url
+
+
+class EdgeSettings(msgspec.Struct, frozen=True):
+    host: str
+    port: int
+    nats_url: str
+    request_timeout_s: float
+    stream_idle_timeout_s: float
+    max_body_bytes: int
+    admin_key: str | None
+    access_log: bool
+
+    @classmethod
+    def load(cls, cfg: EdgeConfig) -> "EdgeSettings":
+        timeout = env_float("SWITCHBOARD_REQUEST_TIMEOUT_S", cfg.request_timeout_s or 130.0)
+        return cls(
+            host=env_str("SWITCHBOARD_HTTP_HOST", cfg.host or "127.0.0.1"),
+            port=env_int("SWITCHBOARD_HTTP_PORT", cfg.port or 8080),
+            nats_url=nats_url(),
+            request_timeout_s=timeout,
+            stream_idle_timeout_s=env_float("SWITCHBOARD_STREAM_IDLE_TIMEOUT_S", timeout),
+            max_body_bytes=env_int("SWITCHBOARD_MAX_BODY_BYTES", cfg.max_body_bytes or 8 * 1024 * 1024),
+            admin_key=env_str("SWITCHBOARD_ADMIN_KEY", "") or None,
+            access_log=env_str("SWITCHBOARD_ACCESS_LOG", "1") not in ("0", "false", "no"),
+        )

@@ -1,0 +1,111 @@
+"""The model catalog: slugs -> provider and upstream name, prices, capabilities.
+
+Loaded from catalog/models.toml plus the config file's `[[models]]`; answers
+the router's "where does this slug go" and the edge's /v1/models queries.
+"""
+
+from pathlib import Path
+
+import msgspec
+
+from libs.contracts import errors
+from libs.contracts.config import ModelConfig
+from libs.contracts.http.models import ModelCard, ModelList, Pricing
+
+DEFAULT_CATALOG = Path(__file__).resolve().parents[2] / "catalog" / "models.toml"
+
+
+class Route(msgspec.Struct, frozen=True):
+    slug: str
+    provider: str
+    upstream_model: str
+    priced: bool
+
+
+class RouteError(Exception):
+    def __init__(self, status: int, type_: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type_
+        self.message = message
+
+
+class _CatalogFile(msgspec.Struct):
+    models: list[ModelConfig] = []
+
+
+def _card(model: ModelConfig) -> ModelCard:
+    provider, _, rest = model.id.partition("/")
+    priced = model.input_per_mtok is not None
+    return ModelCard(
+        id=model.id,
+        owned_by=model.owned_by or provider,
+        provider=provider,
+        upstream_model=model.upstream or rest,
+        modality=model.modality,
+        context_window=model.context_window,
+        capabilities=list(model.capabilities),
+        pricing=Pricing(model.input_per_mtok, model.output_per_mtok) if priced else None,
+        priced=priced,
+    )
+
+
+class Catalog:
+    def __init__(self, models: list[ModelConfig], enabled: set[str], hints: dict[str, str]) -> None:
+        self._cards = {m.id: _card(m) for m in models}
+        self._routes = {
+            card.id: Route(card.id, card.provider, card.upstream_model, card.priced)
+            for card in self._cards.values()
+        }
+        self._enabled = enabled
+        self._hints = hints
+
+    @classmethod
+    def load(
+        cls, path: Path, overrides: list[ModelConfig], enabled: set[str], hints: dict[str, str]
+    ) -> "Catalog":
+        base = msgspec.toml.decode(path.read_bytes(), type=_CatalogFile).models
+        merged = {m.id: m for m in base}
+        merged.update({m.id: m for m in overrides})
+        return cls(list(merged.values()), enabled, hints)
+
+    def resolve(self, slug: str) -> Route:
+        route = self._routes.get(slug)
+        provider = route.provider if route else slug.partition("/")[0]
+        if provider in self._enabled:
+            if route is not None:
+                return route
+            upstream = slug.partition("/")[2]
+            if upstream:
+                # Not in the catalog but under a configured provider: pass through, unpriced.
+                return Route(slug, provider, upstream, priced=False)
+        raise self._not_found(slug, provider)
+
+    def _not_found(self, slug: str, provider: str) -> RouteError:
+        if "/" not in slug:
+            msg = (f"Model '{slug}' is not a provider/model slug (e.g. openai/gpt-4o-mini). "
+                   "List models with GET /v1/models.")
+        elif provider in self._hints or any(c.provider == provider for c in self._cards.values()):
+            how = f"set {self._hints[provider]}" if provider in self._hints else "declare it in the config file"
+            msg = (f"Provider '{provider}' is not configured on this gateway ({how}). "
+                   "List available models with GET /v1/models.")
+        else:
+            msg = f"Model '{slug}' not found. List available models with GET /v1/models."
+        return RouteError(404, errors.MODEL_NOT_FOUND, msg)
+
+    def card(self, slug: str) -> ModelCard:
+        route = self.resolve(slug)
+        card = self._cards.get(slug)
+        if card is not None:
+            return card
+        return ModelCard(id=slug, owned_by=route.provider, provider=route.provider,
+                         upstream_model=route.upstream_model, priced=False)
+
+    def listing(self, provider: str | None = None, modality: str | None = None) -> ModelList:
+        cards = [
+            c for c in self._cards.values()
+            if c.provider in self._enabled
+            and (provider is None or c.provider == provider)
+            and (modality is None or c.modality == modality)
+        ]
+        return ModelList(data=sorted(cards, key=lambda c: c.id))

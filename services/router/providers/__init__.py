@@ -1,0 +1,78 @@
+"""Provider adapters, one module per wire format, found by discovery.
+
+A module here that defines `ADAPTER` (a ProviderAdapter subclass) is an adapter
+for `ADAPTER.kind`; if it also defines `ENV_PROVIDERS` (slug -> key variable,
+base-URL variable, default base URL) those providers switch on from the
+environment alone. Adding a provider therefore touches its module and the
+catalog, nothing else.
+"""
+
+import importlib
+import os
+import pkgutil
+
+from libs.contracts.config import ProviderConfig, RouterConfig
+from services.router.providers.base import ProviderAdapter, ProviderSettings
+
+
+def adapter_modules() -> dict[str, object]:
+    modules: dict[str, object] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        adapter = getattr(module, "ADAPTER", None)
+        if adapter is not None:
+            modules[adapter.kind] = module
+    return modules
+
+
+def build_providers(configured: list[ProviderConfig], router: RouterConfig) -> dict[str, ProviderAdapter]:
+    """Adapters for every provider enabled by the environment or the config file.
+
+    A provider needs a key to be enabled; the config file wins over the
+    environment defaults for the same slug.
+    """
+    modules = adapter_modules()
+    declared: dict[str, ProviderConfig] = {}
+    for kind, module in modules.items():
+        for slug, (key_env, url_env, default_url) in getattr(module, "ENV_PROVIDERS", {}).items():
+            declared[slug] = ProviderConfig(
+                slug=slug, kind=kind, api_key_env=key_env, base_url=os.environ.get(url_env) or default_url
+            )
+    for provider in configured:
+        base = declared.get(provider.slug)
+        if base is not None and provider.base_url is None:
+            provider = ProviderConfig(**{**_fields(provider), "base_url": base.base_url})
+        declared[provider.slug] = provider
+
+    adapters: dict[str, ProviderAdapter] = {}
+    for slug, provider in declared.items():
+        key = os.environ.get(provider.api_key_env or "", "")
+        if not key or not provider.base_url:
+            continue
+        module = modules.get(provider.kind)
+        if module is None:
+            raise SystemExit(f"switchboard: provider {slug!r} has unknown kind {provider.kind!r}")
+        settings = ProviderSettings(
+            slug=slug,
+            kind=provider.kind,
+            base_url=provider.base_url,
+            api_key=key,
+            connect_timeout_s=provider.connect_timeout_s or router.connect_timeout_s or 5.0,
+            read_timeout_s=provider.read_timeout_s or router.read_timeout_s or 120.0,
+            max_connections=router.max_connections_per_provider or 256,
+        )
+        adapters[slug] = module.ADAPTER(settings)  # type: ignore[attr-defined]
+    return adapters
+
+
+def known_provider_hints() -> dict[str, str]:
+    """slug -> environment variable that would enable it (for 'not configured' errors)."""
+    hints: dict[str, str] = {}
+    for module in adapter_modules().values():
+        for slug, (key_env, _, _) in getattr(module, "ENV_PROVIDERS", {}).items():
+            hints[slug] = key_env
+    return hints
+
+
+def _fields(provider: ProviderConfig) -> dict[str, object]:
+    return {f: getattr(provider, f) for f in provider.__struct_fields__}

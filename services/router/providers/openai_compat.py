@@ -1,0 +1,248 @@
+"""OpenAI-compatible providers: OpenAI itself and every server speaking its wire
+format (vLLM, Ollama, Together, Groq, Mistral, DeepSeek, xAI, ...).
+
+The body is the client's own OpenAI-shaped JSON, so translation is only the
+model name: fields are kept as raw JSON and never re-encoded.
+"""
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Final
+
+import aiohttp
+import msgspec
+
+from libs.contracts.bus.inference import OP_CHAT, OP_EMBEDDINGS, Usage
+from services.router.providers.base import (
+    ProviderAdapter,
+    ProviderSettings,
+    UpstreamError,
+    UpstreamResult,
+    UpstreamStream,
+)
+
+# Providers enabled by their SDK-style environment variables alone:
+# slug -> (key variable, base-URL variable, default base URL).
+ENV_PROVIDERS: Final = {
+    "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
+    "groq": ("GROQ_API_KEY", "GROQ_BASE_URL", "https://api.groq.com/openai/v1"),
+    "together": ("TOGETHER_API_KEY", "TOGETHER_BASE_URL", "https://api.together.xyz/v1"),
+    "mistral": ("MISTRAL_API_KEY", "MISTRAL_BASE_URL", "https://api.mistral.ai/v1"),
+    "deepseek": ("DEEPSEEK_API_KEY", "DEEPSEEK_BASE_URL", "https://api.deepseek.com/v1"),
+    "xai": ("XAI_API_KEY", "XAI_BASE_URL", "https://api.x.ai/v1"),
+    "fireworks": ("FIREWORKS_API_KEY", "FIREWORKS_BASE_URL", "https://api.fireworks.ai/inference/v1"),
+    # The bundled provider simulator (tools/upstream_sim), for trying and load-testing the gateway.
+    "sim": ("SIM_API_KEY", "SIM_BASE_URL", "http://127.0.0.1:9100/v1"),
+}
+
+_PATHS: Final = {OP_CHAT: "/chat/completions", OP_EMBEDDINGS: "/embeddings"}
+_DONE_EVENT: Final = b"data: [DONE]\n\n"
+
+_decode_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class _OpenAIUsage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_tokens_details: dict[str, int | None] | None = None
+
+
+class _UsageProbe(msgspec.Struct):
+    """Reads only `usage`; decoding it also proves the body is well-formed JSON."""
+
+    usage: _OpenAIUsage | None = None
+
+
+class _ErrorProbe(msgspec.Struct):
+    error: dict[str, object] | str | None = None
+    message: str | None = None
+
+
+_decode_probe = msgspec.json.Decoder(_UsageProbe).decode
+_decode_error = msgspec.json.Decoder(_ErrorProbe).decode
+
+
+def rewrite_model(body: bytes, upstream_model: str) -> bytes:
+    """Swap the gateway slug for the provider's model name; leave the rest byte-for-byte."""
+    fields = _decode_fields(body)
+    fields["model"] = msgspec.Raw(_encode(upstream_model))
+    return _encode(fields)
+
+
+def to_usage(probe: _UsageProbe) -> Usage | None:
+    u = probe.usage
+    if u is None:
+        return None
+    cached = (u.prompt_tokens_details or {}).get("cached_tokens") or 0
+    return Usage(input_units=u.prompt_tokens, output_units=u.completion_tokens, cached_units=cached)
+
+
+def parse_retry_after(value: str | None) -> int | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), rounded up."""
+    if not value:
+        return None
+    try:
+        return max(0, math.ceil(float(value)))
+    except ValueError:
+        pass
+    try:
+        return max(0, math.ceil(parsedate_to_datetime(value).timestamp() - time.time()))
+    except (TypeError, ValueError):
+        return None
+
+
+def upstream_message(body: bytes) -> str:
+    """The provider's own error message, for the client's error text."""
+    try:
+        probe = _decode_error(body)
+    except msgspec.DecodeError:
+        return body[:200].decode(errors="replace")
+    if isinstance(probe.error, dict):
+        return str(probe.error.get("message") or probe.error)
+    return probe.error or probe.message or body[:200].decode(errors="replace")
+
+
+def status_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+    retry = parse_retry_after(headers.get("Retry-After"))
+    return UpstreamError("status", upstream_message(body), status=status, retry_after=retry)
+
+
+class OpenAIStream(UpstreamStream):
+    def __init__(self, response: aiohttp.ClientResponse, started: float) -> None:
+        self._response = response
+        self._started = started
+        self.ttfb_ms = (time.perf_counter() - started) * 1000
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+        buffer = b""
+        saw_done = False
+        try:
+            async for chunk in self._response.content.iter_any():
+                if b"\r" in chunk:
+                    chunk = chunk.replace(b"\r\n", b"\n")
+                buffer += chunk
+                cut = buffer.rfind(b"\n\n")
+                if cut < 0:
+                    continue
+                events, buffer = buffer[: cut + 2], buffer[cut + 2 :]
+                saw_done = self._inspect(events) or saw_done
+                yield events
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise UpstreamError(
+                "timeout" if isinstance(exc, asyncio.TimeoutError) else "connection",
+                f"upstream stream broke off: {exc!r}",
+            ) from exc
+        if buffer.strip():
+            raise UpstreamError("connection", "upstream stream ended inside an event")
+        if not saw_done:
+            # Some servers end without the sentinel; clients rely on it.
+            yield _DONE_EVENT
+
+    def _inspect(self, events: bytes) -> bool:
+        """Validate each data event, remember usage; True if the stream's end marker passed."""
+        done = False
+        for line in events.split(b"\n"):
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                done = True
+                continue
+            try:
+                probe = _decode_probe(payload)
+            except msgspec.DecodeError as exc:
+                raise UpstreamError("malformed", "upstream sent a stream event that is not JSON") from exc
+            if probe.usage is not None:
+                self.usage = to_usage(probe)
+        return done
+
+    async def aclose(self) -> None:
+        self._response.release()
+
+
+class OpenAICompatAdapter(ProviderAdapter):
+    kind = "openai"
+    operations = frozenset(_PATHS)
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        base = settings.base_url.rstrip("/")
+        self._urls = {op: base + path for op, path in _PATHS.items()}
+        self._headers = {
+            "Authorization": f"Bearer {settings.api_key}",
+            "Content-Type": "application/json",
+        }
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self.settings.max_connections, ttl_dns_cache=300, keepalive_timeout=30
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=self.settings.connect_timeout_s,
+            sock_read=self.settings.read_timeout_s,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=True, raise_for_status=False
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _post(self, operation: str, upstream_model: str, body: bytes) -> aiohttp.ClientResponse:
+        assert self._session is not None, "adapter used before start()"
+        try:
+            payload = rewrite_model(body, upstream_model)
+        except msgspec.DecodeError as exc:
+            raise UpstreamError("malformed", "request body is not a JSON object", status=400) from exc
+        try:
+            return await self._session.post(self._urls[operation], data=payload, headers=self._headers)
+        except TimeoutError as exc:
+            raise UpstreamError("timeout", f"no answer from {self.slug} in time") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError("connection", f"cannot reach {self.slug}: {exc}") from exc
+
+    async def complete(self, operation: str, upstream_model: str, body: bytes) -> UpstreamResult:
+        started = time.perf_counter()
+        response = await self._post(operation, upstream_model, body)
+        try:
+            data = await response.read()
+        except TimeoutError as exc:
+            raise UpstreamError("timeout", f"no answer from {self.slug} in time") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError("connection", f"{self.slug} broke off the response: {exc}") from exc
+        finally:
+            response.release()
+        latency_ms = (time.perf_counter() - started) * 1000
+        if response.status >= 400:
+            raise status_error(response.status, data, response.headers)
+        try:
+            usage = to_usage(_decode_probe(data))
+        except msgspec.DecodeError as exc:
+            raise UpstreamError("malformed", f"{self.slug} answered with malformed JSON") from exc
+        return UpstreamResult(response.status, data, latency_ms, usage)
+
+    async def open_stream(self, operation: str, upstream_model: str, body: bytes) -> UpstreamStream:
+        started = time.perf_counter()
+        response = await self._post(operation, upstream_model, body)
+        if response.status >= 400:
+            try:
+                data = await response.read()
+            except (TimeoutError, aiohttp.ClientError):
+                data = b""
+            finally:
+                response.release()
+            raise status_error(response.status, data, response.headers)
+        if not response.content_type.startswith("text/event-stream"):
+            response.release()
+            raise UpstreamError("malformed", f"{self.slug} did not answer with an event stream")
+        return OpenAIStream(response, started)
+
+
+ADAPTER = OpenAICompatAdapter

@@ -1,0 +1,87 @@
+"""The router process: NATS subscriptions in the router queue group, one task
+per request, graceful drain on shutdown."""
+
+import asyncio
+from pathlib import Path
+
+import msgspec
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from libs.contracts import errors, subjects
+from libs.contracts.bus import catalog as catalog_bus
+from libs.contracts.bus.inference import Reply, encode
+from libs.contracts.config import SwitchboardConfig
+from libs.runtime.env import env_float, env_str, nats_url
+from libs.runtime.nats_conn import connect_nats
+from services.router.catalog import DEFAULT_CATALOG, Catalog, RouteError
+from services.router.dispatch import Dispatcher
+from services.router.failures import failure
+from services.router.providers import build_providers, known_provider_hints
+from services.router.providers.base import ProviderAdapter
+
+log = structlog.get_logger()
+_encode_json = msgspec.json.Encoder().encode
+
+
+class RouterService:
+    def __init__(self, config: SwitchboardConfig) -> None:
+        router_cfg = config.router
+        connect = env_float("SWITCHBOARD_ROUTER_CONNECT_TIMEOUT_S", router_cfg.connect_timeout_s or 5.0)
+        read = env_float("SWITCHBOARD_ROUTER_READ_TIMEOUT_S", router_cfg.read_timeout_s or 120.0)
+        router_cfg = msgspec.structs.replace(router_cfg, connect_timeout_s=connect, read_timeout_s=read)
+        self.providers: dict[str, ProviderAdapter] = build_providers(config.providers, router_cfg)
+        catalog_path = Path(env_str("SWITCHBOARD_CATALOG", str(DEFAULT_CATALOG)))
+        self.catalog = Catalog.load(catalog_path, config.models, set(self.providers), known_provider_hints())
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._nc: Client | None = None
+        self._dispatcher: Dispatcher | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def start(self) -> None:
+        for adapter in self.providers.values():
+            await adapter.start()
+        self._nc = await connect_nats(nats_url(), "switchboard-router")
+        self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers)
+        for subject in (subjects.INFER_CHAT, subjects.INFER_EMBEDDINGS):
+            await self._nc.subscribe(subject, queue=subjects.ROUTER_QUEUE, cb=self._on_inference,
+                                     pending_msgs_limit=65536)
+        await self._nc.subscribe(subjects.CATALOG_LIST, queue=subjects.ROUTER_QUEUE, cb=self._on_catalog)
+        await self._nc.subscribe(subjects.CATALOG_GET, queue=subjects.ROUTER_QUEUE, cb=self._on_catalog)
+        await self._nc.flush()
+        log.info("router_ready", providers=sorted(self.providers))
+
+    async def _on_inference(self, msg: Msg) -> None:
+        # nats-py awaits callbacks one at a time; a task per request lets a slow
+        # upstream call not hold up the next message.
+        assert self._dispatcher is not None
+        task = asyncio.get_running_loop().create_task(self._dispatcher.handle(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_catalog(self, msg: Msg) -> None:
+        try:
+            query = catalog_bus.decode_query(msg.data)
+            if query.model_id is not None:
+                body = _encode_json(self.catalog.card(query.model_id))
+            else:
+                body = _encode_json(self.catalog.listing(query.provider, query.modality))
+            answer: object = Reply(200, body)
+        except RouteError as exc:
+            answer = failure(exc.status, exc.type, exc.message)
+        except msgspec.DecodeError:
+            answer = failure(400, errors.INVALID_REQUEST, "undecodable catalog query")
+        await msg.respond(encode(answer))
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        if self._nc is not None and self._nc.is_connected:
+            # Stop taking new requests, finish the ones in flight.
+            await self._nc.drain()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace_s)
+        for adapter in self.providers.values():
+            await adapter.close()

@@ -1,0 +1,1 @@
+"""The `switchboard` command: start the whole gateway on one machine."""

@@ -1,0 +1,112 @@
+"""Per-request fault and latency directives.
+
+The gateway forwards the model name untouched but not arbitrary client headers, so directives
+ride in the model name (``gpt-sim+status=503+retry_after=7``). When the simulator is driven
+directly they may also come from ``x-sim-*`` headers; a header wins over the same directive in
+the model name because it is the more explicit of the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from tools.upstream_sim.settings import SimSettings
+
+
+class DirectiveError(ValueError):
+    """A directive was unknown or had an unusable value (reported to the client as a 400)."""
+
+
+class Directives(msgspec.Struct, kw_only=True):
+    """Resolved directives: timing fields already fall back to the server settings."""
+
+    status: int | None = None
+    retry_after: str | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float = 0.0
+    tps: float = 0.0
+    die_after: int | None = None
+    malformed: bool = False
+    hang: bool = False
+    reset: bool = False
+
+
+# Model-name key -> (header name, struct field).
+_KEYS: dict[str, tuple[str, str]] = {
+    "status": ("x-sim-status", "status"),
+    "retry_after": ("x-sim-retry-after", "retry_after"),
+    "latency": ("x-sim-latency-ms", "latency_ms"),
+    "ttft": ("x-sim-ttft-ms", "ttft_ms"),
+    "tps": ("x-sim-tps", "tps"),
+    "die_after": ("x-sim-die-after", "die_after"),
+    "malformed": ("x-sim-malformed", "malformed"),
+    "hang": ("x-sim-hang", "hang"),
+    "reset": ("x-sim-reset", "reset"),
+}
+_FLAGS = frozenset({"malformed", "hang", "reset"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _nonneg_float(key: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise DirectiveError(f"sim directive {key!r} needs a number, got {raw!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise DirectiveError(f"sim directive {key!r} must be a finite non-negative number")
+    return value
+
+
+def _convert(key: str, raw: str) -> object:
+    if key in _FLAGS:
+        return raw.strip().lower() not in _FALSE
+    if key == "retry_after":
+        if not raw:
+            raise DirectiveError("sim directive 'retry_after' needs a value")
+        return raw
+    if key == "status":
+        try:
+            status = int(raw)
+        except ValueError:
+            raise DirectiveError(f"sim directive 'status' needs an integer, got {raw!r}") from None
+        if not 400 <= status <= 599:
+            raise DirectiveError("sim directive 'status' must be an HTTP error status (400-599)")
+        return status
+    if key == "die_after":
+        try:
+            count = int(raw)
+        except ValueError:
+            raise DirectiveError(f"sim directive 'die_after' needs an integer, got {raw!r}") from None
+        if count < 0:
+            raise DirectiveError("sim directive 'die_after' must be >= 0")
+        return count
+    return _nonneg_float(key, raw)
+
+
+def parse_directives(model: str, sim_headers: Mapping[str, str], settings: SimSettings) -> tuple[str, Directives]:
+    """Split ``model`` into its base name and directives, merging ``x-sim-*`` headers.
+
+    ``sim_headers`` must have lower-case keys. Raises :class:`DirectiveError` on bad input.
+    """
+    base, plus, rest = model.partition("+")
+    found: dict[str, object] = {}
+    if plus:
+        for item in rest.split("+"):
+            key, eq, raw = item.partition("=")
+            key = key.strip().lower()
+            if key not in _KEYS:
+                raise DirectiveError(f"unknown sim directive {key!r} in model name {model!r}")
+            if not eq and key not in _FLAGS:
+                raise DirectiveError(f"sim directive {key!r} needs a value ({key}=...)")
+            found[_KEYS[key][1]] = _convert(key, raw.strip() if eq else "1")
+    if sim_headers:
+        for key, (header, field) in _KEYS.items():
+            raw = sim_headers.get(header)
+            if raw is not None:
+                found[field] = _convert(key, raw.strip())
+    directives = Directives(latency_ms=settings.latency_ms, ttft_ms=settings.ttft_ms, tps=settings.tps)
+    for field, value in found.items():
+        setattr(directives, field, value)
+    return base, directives
