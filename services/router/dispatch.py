@@ -54,6 +54,7 @@ class Dispatcher:
                 f"Model '{request.model}' does not support {request.operation}."))
             return
         meta = DispatchMeta(model=route.slug, provider=route.provider)
+        log.debug("dispatch", model=route.slug, provider=route.provider, stream=request.stream)
         if request.stream:
             await self._stream(msg.reply, request, adapter, route.upstream_model, meta)
         else:

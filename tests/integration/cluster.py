@@ -1,0 +1,198 @@
+"""A whole gateway for tests: real nats-server, simulator, routers and edges as
+processes, started through the same code as `switchboard up`.
+
+NATS runs as a local process by default; with SWITCHBOARD_TEST_CONTAINERS=1
+(and a Docker engine) it runs in a container through testcontainers instead.
+"""
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import openai
+
+from libs.contracts.keys import mint_key
+from tools.cli.processes import (
+    ManagedProcess,
+    free_port,
+    start_module,
+    start_nats,
+    wait_http_ok,
+    wait_port,
+)
+
+UPSTREAM_KEY = "sk-upstream-sim-key"  # the provider key the router must present
+ROUTER_READ_TIMEOUT_S = 2.0
+EDGE_TIMEOUT_S = 4.0
+MAX_BODY_BYTES = 1024 * 1024
+PROVIDER_KEY_VARS = ("OPENAI_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY", "MISTRAL_API_KEY",
+                     "DEEPSEEK_API_KEY", "XAI_API_KEY", "FIREWORKS_API_KEY", "SIM_API_KEY", "ANTHROPIC_API_KEY")
+
+
+class NatsHandle:
+    """A NATS server that tests can stop and start again on the same port and store."""
+
+    def __init__(self, data_dir: Path, log_dir: Path) -> None:
+        self._data_dir = data_dir
+        self._log_dir = log_dir
+        self._container = None
+        self._proc: ManagedProcess | None = None
+        self.port = free_port()
+        if os.environ.get("SWITCHBOARD_TEST_CONTAINERS") == "1":
+            from testcontainers.core.container import DockerContainer
+
+            self._container = (DockerContainer("nats:2.10-alpine").with_command("-js -m 8222")
+                               .with_bind_ports(4222, self.port))
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if self._container is not None:
+            self._container.start()
+            wait_port("127.0.0.1", self.port, 30)
+        else:
+            self._proc = start_nats(self._data_dir, self.port, self._log_dir)
+
+    def stop(self) -> None:
+        if self._container is not None:
+            self._container.stop()
+        elif self._proc is not None:
+            self._proc.stop()
+
+
+@dataclass
+class Cluster:
+    root: Path
+    env: dict[str, str]
+    nats: NatsHandle
+    sim_url: str
+    admin_key: str
+    edge_ports: list[int] = field(default_factory=list)
+    edges: list[ManagedProcess] = field(default_factory=list)
+    routers: list[ManagedProcess] = field(default_factory=list)
+    others: list[ManagedProcess] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.edge_ports[0]}/v1"
+
+    def edge_url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.edge_ports[index]}/v1"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    def client(self, key: str | None = None, base_url: str | None = None, **kwargs: object) -> openai.OpenAI:
+        kwargs.setdefault("max_retries", 0)
+        return openai.OpenAI(base_url=base_url or self.base_url, api_key=key or self.admin_key, **kwargs)
+
+    def async_client(self, key: str | None = None, **kwargs: object) -> openai.AsyncOpenAI:
+        kwargs.setdefault("max_retries", 0)
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=key or self.admin_key, **kwargs)
+
+    def start_router(self, log_level: str = "info") -> ManagedProcess:
+        port = free_port()
+        env = {**self.env, "SWITCHBOARD_ROUTER_HEALTH_PORT": str(port), "SWITCHBOARD_LOG_LEVEL": log_level}
+        proc = start_module(f"router-{len(self.routers)}", "services.router", env, self.log_dir)
+        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 30, proc.popen)
+        self.routers.append(proc)
+        return proc
+
+    def start_edge(self) -> ManagedProcess:
+        port = free_port()
+        env = {**self.env, "SWITCHBOARD_HTTP_PORT": str(port)}
+        proc = start_module(f"edge-{len(self.edges)}", "services.edge", env, self.log_dir)
+        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 30, proc.popen)
+        self.edges.append(proc)
+        self.edge_ports.append(port)
+        return proc
+
+    def sim_journal(self) -> list[dict[str, object]]:
+        return httpx.get(f"{self.sim_url}/_sim/requests").json()
+
+    def clear_sim_journal(self) -> None:
+        httpx.delete(f"{self.sim_url}/_sim/requests")
+
+    def wait_ready(self, timeout_s: float = 20) -> None:
+        for port in self.edge_ports:
+            wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout_s)
+
+    def stop(self) -> None:
+        for proc in [*self.edges, *self.routers, *self.others]:
+            proc.stop(timeout_s=5)
+        self.nats.stop()
+
+
+def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | None = None) -> Cluster:
+    root = Path(tempfile.mkdtemp(prefix="switchboard-test-"))
+    log_dir = root / "logs"
+    nats = NatsHandle(root, log_dir)
+    sim_port = free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    base_env = {k: v for k, v in os.environ.items() if k not in PROVIDER_KEY_VARS}
+    sim = start_module("upstream_sim", "tools.upstream_sim",
+                       {**base_env, "SIM_PORT": str(sim_port), "SIM_API_KEY": UPSTREAM_KEY}, log_dir)
+    wait_http_ok(f"{sim_url}/healthz", 20, sim.popen)
+    config = root / "switchboard.toml"
+    # A provider declared in the config file, as users add vLLM/Ollama/...
+    config.write_text(
+        "[[providers]]\n"
+        'slug = "local"\n'
+        f'base_url = "{sim_url}/v1"\n'
+        'api_key_env = "LOCAL_LLM_KEY"\n'
+    )
+    admin_key = mint_key()
+    env = {
+        **base_env,
+        "SWITCHBOARD_NATS_URL": nats.url,
+        "SWITCHBOARD_ADMIN_KEY": admin_key,
+        "SWITCHBOARD_CONFIG": str(config),
+        "SWITCHBOARD_DATA_DIR": str(root),
+        "SWITCHBOARD_ROUTER_READ_TIMEOUT_S": str(ROUTER_READ_TIMEOUT_S),
+        "SWITCHBOARD_REQUEST_TIMEOUT_S": str(EDGE_TIMEOUT_S),
+        "SWITCHBOARD_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+        "OPENAI_API_KEY": UPSTREAM_KEY,
+        "OPENAI_BASE_URL": f"{sim_url}/v1",
+        "SIM_API_KEY": UPSTREAM_KEY,
+        "SIM_BASE_URL": f"{sim_url}/v1",
+        "LOCAL_LLM_KEY": UPSTREAM_KEY,
+        **(extra_env or {}),
+    }
+    cluster = Cluster(root, env, nats, sim_url, admin_key, others=[sim])
+    try:
+        for _ in range(routers):
+            cluster.start_router()
+        for _ in range(edges):
+            cluster.start_edge()
+    except Exception:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def cleanup(cluster: Cluster) -> None:
+    cluster.stop()
+    shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+def eventually(check, timeout_s: float = 10.0, interval_s: float = 0.05):  # type: ignore[no-untyped-def]
+    """Poll `check()` until it returns a truthy value or raises nothing; return that value."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:
+            last = exc
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s}s (last error: {last!r})")
