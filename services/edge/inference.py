@@ -33,11 +33,11 @@ def _validate(decode: Any, body: bytes) -> Any:
 
 def _param_of(message: str) -> str | None:
     """msgspec names the field as `$.path` or in backticks; pass it as OpenAI's `param`."""
-    if " - at `$." in message:
-        return message.rsplit("`$.", 1)[1].rstrip("`")
+    path = message.rsplit("`$.", 1)[1].rstrip("`") if " - at `$." in message else None
     if "missing required field `" in message:
-        return message.rsplit("`", 2)[1]
-    return None
+        field = message.split("missing required field `", 1)[1].split("`", 1)[0]
+        return f"{path}.{field}" if path else field
+    return path
 
 
 def _tag(request: web.Request) -> str | None:

@@ -76,9 +76,12 @@ class Catalog:
             if route is not None:
                 return route
             upstream = slug.partition("/")[2]
-            if upstream:
-                # Not in the catalog but under a configured provider: pass through, unpriced.
-                return Route(slug, provider, upstream, priced=False)
+            if not upstream:
+                raise RouteError(404, errors.MODEL_NOT_FOUND,
+                                 f"Model slug '{slug}' names no model after the provider. "
+                                 "List models with GET /v1/models.")
+            # Not in the catalog but under a configured provider: pass through, unpriced.
+            return Route(slug, provider, upstream, priced=False)
         raise self._not_found(slug, provider)
 
     def _not_found(self, slug: str, provider: str) -> RouteError:

@@ -159,3 +159,8 @@ def test_overrides_replace_and_add_entries() -> None:
     ids = [c.id for c in catalog.listing().data]
     assert ids.count("openai/gpt-4o") == 1 and "openai/my-ft" in ids and "local/llama" in ids
     assert ids == sorted(ids)
+
+
+def test_slug_with_empty_model_is_404_naming_the_problem() -> None:
+    message = _not_found(_catalog({"openai"}), "openai/")
+    assert "names no model" in message and "not configured" not in message

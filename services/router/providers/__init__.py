@@ -11,6 +11,8 @@ import importlib
 import os
 import pkgutil
 
+import msgspec
+
 from libs.contracts.config import ProviderConfig, RouterConfig
 from services.router.providers.base import ProviderAdapter, ProviderSettings
 
@@ -40,8 +42,14 @@ def build_providers(configured: list[ProviderConfig], router: RouterConfig) -> d
             )
     for provider in configured:
         base = declared.get(provider.slug)
-        if base is not None and provider.base_url is None:
-            provider = ProviderConfig(**{**_fields(provider), "base_url": base.base_url})
+        if base is not None:
+            # A file entry for an environment-known provider refines it (timeouts, URL);
+            # whatever it leaves out comes from the built-in definition.
+            provider = msgspec.structs.replace(
+                provider,
+                base_url=provider.base_url or base.base_url,
+                api_key_env=provider.api_key_env or base.api_key_env,
+            )
         declared[provider.slug] = provider
 
     adapters: dict[str, ProviderAdapter] = {}
@@ -72,7 +80,3 @@ def known_provider_hints() -> dict[str, str]:
         for slug, (key_env, _, _) in getattr(module, "ENV_PROVIDERS", {}).items():
             hints[slug] = key_env
     return hints
-
-
-def _fields(provider: ProviderConfig) -> dict[str, object]:
-    return {f: getattr(provider, f) for f in provider.__struct_fields__}

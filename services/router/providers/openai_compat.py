@@ -40,6 +40,7 @@ ENV_PROVIDERS: Final = {
 
 _PATHS: Final = {OP_CHAT: "/chat/completions", OP_EMBEDDINGS: "/embeddings"}
 _DONE_EVENT: Final = b"data: [DONE]\n\n"
+_MAX_RETRY_AFTER_S: Final = 86400
 
 _decode_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _encode = msgspec.json.Encoder().encode
@@ -86,13 +87,15 @@ def parse_retry_after(value: str | None) -> int | None:
     if not value:
         return None
     try:
-        return max(0, math.ceil(float(value)))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        return max(0, math.ceil(parsedate_to_datetime(value).timestamp() - time.time()))
-    except (TypeError, ValueError):
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    if not math.isfinite(seconds):
         return None
+    return min(_MAX_RETRY_AFTER_S, max(0, math.ceil(seconds)))
 
 
 def upstream_message(body: bytes) -> str:
@@ -122,9 +125,10 @@ class OpenAIStream(UpstreamStream):
         saw_done = False
         try:
             async for chunk in self._response.content.iter_any():
-                if b"\r" in chunk:
-                    chunk = chunk.replace(b"\r\n", b"\n")
                 buffer += chunk
+                if b"\r" in buffer:
+                    # Normalised on the buffer, not the chunk: a CRLF may straddle two reads.
+                    buffer = buffer.replace(b"\r\n", b"\n")
                 cut = buffer.rfind(b"\n\n")
                 if cut < 0:
                     continue
