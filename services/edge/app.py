@@ -8,7 +8,7 @@ from aiohttp import web
 from libs.runtime.nats_conn import connect_nats
 from services.edge import inference, models
 from services.edge.auth import KeyStore
-from services.edge.errors import MAX_BODY, error_middleware
+from services.edge.errors import MAX_BODY, REQUEST_IDS, RequestIds, error_middleware
 from services.edge.settings import EdgeSettings
 from services.edge.state import EDGE, EdgeState
 
@@ -48,6 +48,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=middlewares)
     app[EDGE] = EdgeState(settings, nc, keys)
     app[MAX_BODY] = max_body
+    app[REQUEST_IDS] = RequestIds()
     app.router.add_post("/v1/chat/completions", inference.chat_completions)
     app.router.add_post("/v1/embeddings", inference.embeddings)
     app.router.add_get("/v1/models", models.list_models)

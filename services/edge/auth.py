@@ -34,6 +34,7 @@ from services.edge.errors import GatewayError
 log = structlog.get_logger()
 
 _DELETES = ("DEL", "PURGE")
+_TOKEN_CACHE_MAX = 10_000
 
 
 class _Entry(msgspec.Struct, frozen=True):
@@ -51,6 +52,9 @@ async def open_keys_bucket(js: JetStreamContext) -> KeyValue:
 class KeyStore:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
+        # Plaintext token -> entry, so a hot key costs a dict hit instead of a SHA-256.
+        # Cleared on every change to the mirror, so it can never outlive a revocation.
+        self._by_token: dict[str, _Entry] = {}
         self._kv: KeyValue | None = None
         self._task: asyncio.Task[None] | None = None
         self.synced = asyncio.Event()
@@ -86,6 +90,7 @@ class KeyStore:
         initial = True
         try:
             async for entry in watcher:
+                self._by_token = {}
                 if entry is None:  # end of the initial replay
                     if initial:
                         self._entries, initial = fresh, False
@@ -115,7 +120,11 @@ class KeyStore:
         if not token:
             raise GatewayError(401, errors.AUTHENTICATION,
                                "Missing API key. Send 'Authorization: Bearer sk-aig-...'.")
-        entry = self._entries.get(hashlib.sha256(token.encode()).hexdigest())
+        entry = self._by_token.get(token)
+        if entry is None:
+            entry = self._entries.get(hashlib.sha256(token.encode()).hexdigest())
+            if entry is not None and len(self._by_token) < _TOKEN_CACHE_MAX:
+                self._by_token[token] = entry
         if entry is None:
             raise GatewayError(401, errors.AUTHENTICATION,
                                "Invalid API key. Check 'Authorization: Bearer ...' or mint a new key.")

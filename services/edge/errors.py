@@ -4,7 +4,8 @@ Whatever goes wrong in a handler, the client gets the contract's envelope with
 the right status; never aiohttp's text pages, never a traceback.
 """
 
-import uuid
+import itertools
+import secrets
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -37,11 +38,25 @@ def error_response(status: int, body: ErrorBody, headers: dict[str, str], retry_
     return web.Response(status=status, body=error_json(body), headers=headers)
 
 
+class RequestIds:
+    """Unique ids without a syscall per request: a random per-process prefix plus a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+REQUEST_IDS = web.AppKey("request_ids", RequestIds)
+
+
 def request_id_of(request: web.Request) -> str:
     incoming = request.headers.get("X-Request-Id")
     if incoming and len(incoming) <= _MAX_REQUEST_ID and incoming.isprintable():
         return incoming
-    return uuid.uuid4().hex
+    return request.app[REQUEST_IDS].next()
 
 
 _HTTP_TYPES = {

@@ -27,5 +27,5 @@ class EdgeSettings(msgspec.Struct, frozen=True):
             stream_idle_timeout_s=env_float("SWITCHBOARD_STREAM_IDLE_TIMEOUT_S", timeout),
             max_body_bytes=env_int("SWITCHBOARD_MAX_BODY_BYTES", cfg.max_body_bytes or 8 * 1024 * 1024),
             admin_key=env_str("SWITCHBOARD_ADMIN_KEY", "") or None,
-            access_log=env_str("SWITCHBOARD_ACCESS_LOG", "1") not in ("0", "false", "no"),
+            access_log=env_str("SWITCHBOARD_ACCESS_LOG", "0") in ("1", "true", "yes"),
         )

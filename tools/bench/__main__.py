@@ -1,30 +1,34 @@
 """`python -m tools.bench`: start a private gateway (NATS, simulator, router, edge
-on free ports), drive the same load at the gateway and at the simulator
-directly, and write bench-results/<timestamp>.json plus a table.
+on free ports) and the architecture's floor (tools/bench/floor.py), drive the
+same load at the gateway, the floor and the simulator directly, and write
+bench-results/<timestamp>.json plus a table.
 
-Environment knobs: BENCH_SECONDS (per run, default 10), BENCH_RATES (default
+Knobs: BENCH_SECONDS (per run, default 10), BENCH_RATES (default
 "200,500,1000"), BENCH_UPSTREAM_MS (simulated upstream latency, default 10),
 BENCH_PEAK_CONNECTIONS (default 32).
 """
 
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from libs.contracts.keys import mint_key
-from tools.bench.loadgen import RunResult, Target, run_hey, run_wrk
-from tools.cli.processes import ManagedProcess, free_port, start_module, start_nats, wait_http_ok
+from tools.bench.loadgen import RunResult, Target, run_closed, run_fixed_rate, run_wrk
+from tools.cli.processes import ManagedProcess, free_port, spawn, start_module, start_nats, wait_http_ok
 
 CHAT = {"messages": [{"role": "user", "content": "Summarise the benefits of a gateway in one line."}],
         "max_tokens": 32}
+TARGETS = ("direct", "floor", "gateway")
 
 
-def _start(root: Path, upstream_ms: int) -> tuple[list[ManagedProcess], str, str, str]:
+def _start(root: Path, upstream_ms: int) -> tuple[list[ManagedProcess], dict[str, str], str]:
     logs = root / "logs"
-    nats_port, sim_port, edge_port, router_health = free_port(), free_port(), free_port(), free_port()
+    nats_port, sim_port, edge_port, floor_port, health = (free_port() for _ in range(5))
+    nats_url, sim_url = f"nats://127.0.0.1:{nats_port}", f"http://127.0.0.1:{sim_port}/v1"
     procs = [start_nats(root, nats_port, logs)]
     env = {**os.environ, "SIM_PORT": str(sim_port), "SIM_LATENCY_MS": str(upstream_ms),
            "SIM_TTFT_MS": str(upstream_ms)}
@@ -32,42 +36,53 @@ def _start(root: Path, upstream_ms: int) -> tuple[list[ManagedProcess], str, str
     procs.append(start_module("upstream_sim", "tools.upstream_sim", env, logs))
     wait_http_ok(f"http://127.0.0.1:{sim_port}/healthz", 20, procs[-1].popen)
     admin = mint_key()
-    env = {**env, "SWITCHBOARD_NATS_URL": f"nats://127.0.0.1:{nats_port}", "SWITCHBOARD_ADMIN_KEY": admin,
-           "SWITCHBOARD_HTTP_PORT": str(edge_port), "SWITCHBOARD_ROUTER_HEALTH_PORT": str(router_health),
-           "SWITCHBOARD_DATA_DIR": str(root), "SIM_API_KEY": "bench", "SIM_BASE_URL": f"http://127.0.0.1:{sim_port}/v1",
-           "SWITCHBOARD_LOG_LEVEL": os.environ.get("SWITCHBOARD_LOG_LEVEL", "info")}
+    env = {**env, "SWITCHBOARD_NATS_URL": nats_url, "SWITCHBOARD_ADMIN_KEY": admin,
+           "SWITCHBOARD_HTTP_PORT": str(edge_port), "SWITCHBOARD_ROUTER_HEALTH_PORT": str(health),
+           "SWITCHBOARD_DATA_DIR": str(root), "SIM_API_KEY": "bench", "SIM_BASE_URL": sim_url}
     procs.append(start_module("router", "services.router", env, logs))
-    wait_http_ok(f"http://127.0.0.1:{router_health}/readyz", 30, procs[-1].popen)
+    wait_http_ok(f"http://127.0.0.1:{health}/readyz", 30, procs[-1].popen)
     procs.append(start_module("edge", "services.edge", env, logs))
     wait_http_ok(f"http://127.0.0.1:{edge_port}/readyz", 30, procs[-1].popen)
-    return procs, f"http://127.0.0.1:{edge_port}/v1", f"http://127.0.0.1:{sim_port}/v1", admin
+    floor = [sys.executable, "-m", "tools.bench.floor"]
+    procs.append(spawn("floor-router", [*floor, "router", "0", nats_url, sim_url], env, logs))
+    procs.append(spawn("floor-edge", [*floor, "edge", str(floor_port), nats_url, sim_url], env, logs))
+    wait_http_ok(f"http://127.0.0.1:{floor_port}/healthz", 30, procs[-1].popen)
+    urls = {"direct": sim_url, "floor": f"http://127.0.0.1:{floor_port}/v1",
+            "gateway": f"http://127.0.0.1:{edge_port}/v1"}
+    return procs, urls, admin
 
 
-def _targets(gateway: str, direct: str, admin: str, stream: bool) -> tuple[Target, Target]:
+def _targets(urls: dict[str, str], admin: str, stream: bool) -> dict[str, Target]:
     extra = {"stream": True} if stream else {}
-    return (
-        Target("gateway", f"{gateway}/chat/completions", {"Authorization": f"Bearer {admin}"},
-               json.dumps({"model": "sim/gpt-sim", **CHAT, **extra}).encode()),
-        Target("direct", f"{direct}/chat/completions", {"Authorization": "Bearer bench"},
-               json.dumps({"model": "gpt-sim", **CHAT, **extra}).encode()),
-    )
+    upstream_body = json.dumps({"model": "gpt-sim", **CHAT, **extra}).encode()
+    return {
+        "direct": Target("direct", f"{urls['direct']}/chat/completions", {"Authorization": "Bearer bench"},
+                         upstream_body),
+        "floor": Target("floor", f"{urls['floor']}/chat/completions", {}, upstream_body),
+        "gateway": Target("gateway", f"{urls['gateway']}/chat/completions", {"Authorization": f"Bearer {admin}"},
+                          json.dumps({"model": "sim/gpt-sim", **CHAT, **extra}).encode()),
+    }
 
 
-def _row(label: str, gw: RunResult, direct: RunResult) -> dict[str, object]:
-    return {"scenario": label, "gateway": asdict(gw), "direct": asdict(direct),
+def _row(label: str, results: dict[str, RunResult]) -> dict[str, object]:
+    gw, floor, direct = results["gateway"], results["floor"], results["direct"]
+    return {"scenario": label, **{name: asdict(r) for name, r in results.items()},
             "added_p50_ms": round(gw.p50_ms - direct.p50_ms, 3),
-            "added_p99_ms": round(gw.p99_ms - direct.p99_ms, 3)}
+            "added_p99_ms": round(gw.p99_ms - direct.p99_ms, 3),
+            "floor_added_p50_ms": round(floor.p50_ms - direct.p50_ms, 3),
+            "ours_over_floor_p50_ms": round(gw.p50_ms - floor.p50_ms, 3)}
 
 
 def _table(rows: list[dict[str, object]]) -> str:
-    head = (f"{'scenario':<26}{'gw rps':>9}{'dir rps':>9}{'gw p50':>9}{'dir p50':>9}{'+p50':>8}"
-            f"{'gw p90':>9}{'gw p99':>9}{'dir p99':>9}{'+p99':>8}{'gw err':>8}")
+    head = (f"{'scenario':<24}{'rps gw':>8}{'rps flr':>8}{'rps dir':>8}{'p50 dir':>8}{'p50 flr':>8}{'p50 gw':>8}"
+            f"{'p90 gw':>8}{'p99 dir':>8}{'p99 gw':>8}{'+p50':>7}{'+p99':>7}{'gw-flr':>7}{'err':>5}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        g, d = r["gateway"], r["direct"]
-        lines.append(f"{r['scenario']:<26}{g['rps']:>9.0f}{d['rps']:>9.0f}{g['p50_ms']:>9.2f}{d['p50_ms']:>9.2f}"
-                     f"{r['added_p50_ms']:>8.2f}{g['p90_ms']:>9.2f}{g['p99_ms']:>9.2f}{d['p99_ms']:>9.2f}"
-                     f"{r['added_p99_ms']:>8.2f}{g['errors']:>8}")
+        g, f, d = r["gateway"], r["floor"], r["direct"]
+        lines.append(
+            f"{r['scenario']:<24}{g['rps']:>8.0f}{f['rps']:>8.0f}{d['rps']:>8.0f}{d['p50_ms']:>8.2f}{f['p50_ms']:>8.2f}"
+            f"{g['p50_ms']:>8.2f}{g['p90_ms']:>8.2f}{d['p99_ms']:>8.2f}{g['p99_ms']:>8.2f}"
+            f"{r['added_p50_ms']:>7.2f}{r['added_p99_ms']:>7.2f}{r['ours_over_floor_p50_ms']:>7.2f}{g['errors']:>5}")
     return "\n".join(lines)
 
 
@@ -77,22 +92,24 @@ def main() -> None:
     upstream_ms = int(os.environ.get("BENCH_UPSTREAM_MS", "10"))
     peak_conns = int(os.environ.get("BENCH_PEAK_CONNECTIONS", "32"))
     root = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
-    procs, gateway, direct, admin = _start(root, upstream_ms)
+    procs, urls, admin = _start(root, upstream_ms)
     rows: list[dict[str, object]] = []
+    slack_ms = upstream_ms + 25.0
+
+    def each(run, targets: dict[str, Target]) -> dict[str, RunResult]:  # type: ignore[no-untyped-def]
+        return {name: run(targets[name]) for name in TARGETS}
+
     try:
-        gw, dr = _targets(gateway, direct, admin, stream=False)
-        run_hey(gw, None, 1, 2)  # warm-up: connections, pools, caches
-        run_hey(dr, None, 1, 2)
-        rows.append(_row("1 connection, sequential", run_hey(gw, None, 1, seconds), run_hey(dr, None, 1, seconds)))
+        plain, stream = _targets(urls, admin, stream=False), _targets(urls, admin, stream=True)
+        each(lambda t: run_closed(t, 2, 2), plain)  # warm-up: connections, pools, caches
+        rows.append(_row("1 connection, sequential", each(lambda t: run_closed(t, 1, seconds), plain)))
         for rate in rates:
-            conns = max(4, int(rate * (upstream_ms + 20) / 1000) + 4)
-            rows.append(_row(f"{rate:.0f} rps fixed", run_hey(gw, rate, conns, seconds),
-                             run_hey(dr, rate, conns, seconds)))
-        rows.append(_row(f"peak, {peak_conns} conns (wrk)", run_wrk(gw, peak_conns, seconds),
-                         run_wrk(dr, peak_conns, seconds)))
-        gw_s, dr_s = _targets(gateway, direct, admin, stream=True)
-        rows.append(_row("stream, 1 connection", run_hey(gw_s, None, 1, seconds), run_hey(dr_s, None, 1, seconds)))
-        rows.append(_row("stream, 200 rps fixed", run_hey(gw_s, 200, 12, seconds), run_hey(dr_s, 200, 12, seconds)))
+            rows.append(_row(f"{rate:.0f} rps fixed",
+                             each(lambda t, r=rate: run_fixed_rate(t, r, seconds, slack_ms), plain)))
+        rows.append(_row(f"peak, {peak_conns} conns (wrk)", each(lambda t: run_wrk(t, peak_conns, seconds), plain)))
+        rows.append(_row("stream, 1 connection", each(lambda t: run_closed(t, 1, seconds), stream)))
+        rows.append(_row("stream, 200 rps fixed",
+                         each(lambda t: run_fixed_rate(t, 200, seconds, slack_ms), stream)))
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -103,7 +120,9 @@ def main() -> None:
     path = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(report, indent=2))
     print(_table(rows))
-    print(f"\nupstream latency {upstream_ms} ms; {seconds:g}s per run; latencies in ms; report: {path}")
+    print(f"\nms; upstream latency {upstream_ms} ms; {seconds:g}s per run. dir = straight to the simulator, "
+          "flr = bare edge->NATS->router floor (tools/bench/floor.py),\n+p50/+p99 = gateway minus direct, "
+          f"gw-flr = what our code adds over the floor. Report: {path}")
 
 
 if __name__ == "__main__":
