@@ -13,6 +13,7 @@ from aiohttp import web
 
 from libs.contracts import errors
 from libs.contracts.errors import ErrorBody, error_json
+from libs.runtime.logs import trace_id_of
 
 log = structlog.get_logger()
 
@@ -86,7 +87,8 @@ async def error_middleware(
 ) -> web.StreamResponse:
     request_id = request_id_of(request)
     request[REQUEST_ID] = request_id
-    structlog.contextvars.bind_contextvars(request_id=request_id)
+    structlog.contextvars.bind_contextvars(request_id=request_id,
+                                          trace_id=trace_id_of(request.headers.get("traceparent")))
     try:
         response = await handler(request)
     except GatewayError as exc:

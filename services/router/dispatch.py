@@ -20,6 +20,7 @@ from libs.contracts.bus.inference import (
     decode_request,
     encode,
 )
+from libs.runtime.logs import trace_id_of
 from services.router.catalog import Catalog, RouteError
 from services.router.failures import failure, from_upstream
 from services.router.providers.base import ProviderAdapter, UpstreamError
@@ -41,7 +42,8 @@ class Dispatcher:
         except msgspec.DecodeError:
             await self._send(msg.reply, failure(400, errors.INVALID_REQUEST, "undecodable bus message"))
             return
-        structlog.contextvars.bind_contextvars(request_id=request.request_id)
+        structlog.contextvars.bind_contextvars(request_id=request.request_id,
+                                              trace_id=trace_id_of(request.traceparent))
         try:
             route = self._catalog.resolve(request.model)
         except RouteError as exc:

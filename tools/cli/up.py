@@ -45,12 +45,12 @@ def run_up() -> int:
             started.append(start_nats(data_dir, port, log_dir))
             env["SWITCHBOARD_NATS_URL"] = f"nats://127.0.0.1:{port}"
         if env.get("SWITCHBOARD_SIMULATOR") == "1":
-            sim_env = {**env, "SIM_PORT": str(SIMULATOR_PORT)}
-            sim = start_module("upstream_sim", "tools.upstream_sim", sim_env, log_dir)
+            sim_port = int(env.get("SWITCHBOARD_SIMULATOR_PORT", SIMULATOR_PORT))
+            sim = start_module("upstream_sim", "tools.upstream_sim", {**env, "SIM_PORT": str(sim_port)}, log_dir)
             started.append(sim)
-            wait_http_ok(f"http://127.0.0.1:{SIMULATOR_PORT}/healthz", 20, sim.popen)
+            wait_http_ok(f"http://127.0.0.1:{sim_port}/healthz", 20, sim.popen)
             env.setdefault("SIM_API_KEY", "sim")
-            env.setdefault("SIM_BASE_URL", f"http://127.0.0.1:{SIMULATOR_PORT}/v1")
+            env.setdefault("SIM_BASE_URL", f"http://127.0.0.1:{sim_port}/v1")
         for name, module, port_env, default_port, path in SERVICES:
             proc = start_module(name, module, env, log_dir)
             started.append(proc)

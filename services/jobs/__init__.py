@@ -1,0 +1,1 @@
+"""The jobs service: arrives with its own issue (see ../shared/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""The ledger service: arrives with its own issue (see ../shared/ARCHITECTURE.md)."""
