@@ -26,6 +26,11 @@ class RouterConfig(msgspec.Struct, forbid_unknown_fields=True):
     max_connections_per_provider: int | None = None
 
 
+class MeteringConfig(msgspec.Struct, forbid_unknown_fields=True):
+    markup_percent: float | None = None  # platform fee on top of upstream cost (default 5)
+    cache_hit_fraction: float | None = None  # share of the uncached price a cache hit bills (default 0.10)
+
+
 class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True):
     """An upstream provider; `slug` is the prefix of its model ids (`slug/model`)."""
 
@@ -48,12 +53,15 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
     capabilities: list[str] = []
     input_per_mtok: float | None = None
     output_per_mtok: float | None = None
+    # Price of prompt tokens served from the provider's prompt cache; defaults to input_per_mtok.
+    cached_input_per_mtok: float | None = None
     owned_by: str | None = None
 
 
 class SwitchboardConfig(msgspec.Struct, forbid_unknown_fields=True):
     edge: EdgeConfig = msgspec.field(default_factory=EdgeConfig)
     router: RouterConfig = msgspec.field(default_factory=RouterConfig)
+    metering: MeteringConfig = msgspec.field(default_factory=MeteringConfig)
     providers: list[ProviderConfig] = []
     models: list[ModelConfig] = []
 

@@ -16,13 +16,28 @@ INFER_EMBEDDINGS: Final = f"{INFER_PREFIX}.embeddings"
 CATALOG_LIST: Final = "sb.catalog.list"
 CATALOG_GET: Final = "sb.catalog.get"
 
+# Ledger queries: edge -> ledger request/reply.
+LEDGER_GENERATION: Final = "sb.ledger.generation"
+LEDGER_REPORT: Final = "sb.ledger.report"
+LEDGER_ADMIN: Final = "sb.ledger.admin"  # sub-accounts and management keys
+
 # Queue groups: replicas in one group share the subject's load.
 ROUTER_QUEUE: Final = "router"
+LEDGER_QUEUE: Final = "ledger"
 
 # KV buckets.
 KV_API_KEYS: Final = "sb_api_keys"
+KV_SUBACCOUNTS: Final = "sb_subaccounts"
+KV_SPEND: Final = "sb_spend"
 
-# JetStream streams (filled by later issues: usage, jobs, events).
+# JetStream streams and their subjects (definitions in libs/contracts/streams.py).
 STREAM_USAGE: Final = "USAGE"
+USAGE_EVENTS: Final = "sb.usage.events"
+EVENTS_PREFIX: Final = "sb.events"  # + ".<event type>", e.g. sb.events.subaccount.created
+LEDGER_CONSUMER: Final = "ledger"
 STREAM_JOBS: Final = "JOBS"
 STREAM_EVENTS: Final = "EVENTS"
+
+# Rate limiting: every edge replica publishes its per-key counter deltas here and
+# subscribes without a queue group, since each replica needs every report.
+RATE_SYNC: Final = "sb.ratelimit.sync"

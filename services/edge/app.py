@@ -1,16 +1,19 @@
 """The edge's aiohttp application: routes, startup (NATS, key mirror) and shutdown."""
 
+import secrets
 import time
 
 import structlog
 from aiohttp import web
 
 from libs.runtime.nats_conn import connect_nats
-from services.edge import inference, models
+from services.edge import admin, inference, models, usage
 from services.edge.auth import KeyStore
 from services.edge.errors import MAX_BODY, REQUEST_IDS, RequestIds, error_middleware
+from services.edge.ratelimit import RateLimiter
 from services.edge.settings import EdgeSettings
 from services.edge.state import EDGE, EdgeState
+from services.edge.tenancy import Tenancy
 
 log = structlog.get_logger()
 _BODY_HEADROOM = 64 * 1024  # bus message envelope around the client's body
@@ -22,7 +25,7 @@ async def healthz(_: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     state = request.app[EDGE]
-    if state.nc.is_connected and state.keys.synced.is_set():
+    if state.nc.is_connected and state.keys.synced:
         return web.Response(text="ready")
     return web.Response(status=503, text="not ready")
 
@@ -38,26 +41,42 @@ async def access_log_middleware(request: web.Request, handler):  # type: ignore[
 
 async def build_app(settings: EdgeSettings) -> web.Application:
     keys = KeyStore()
-    nc = await connect_nats(settings.nats_url, "switchboard-edge", on_reconnect=keys.resync)
+    tenancy = Tenancy()
+
+    async def resync() -> None:
+        await keys.mirror.resync()
+        await tenancy.resync()
+
+    nc = await connect_nats(settings.nats_url, "switchboard-edge", on_reconnect=resync)
     await keys.start(nc.jetstream())
+    await tenancy.start(nc.jetstream())
+    limiter = RateLimiter(nc, replica_id=secrets.token_hex(8))
+    await limiter.start()
     if settings.admin_key:
         await keys.ensure_admin(settings.admin_key)
     # A body must fit in one bus message along with its envelope.
     max_body = min(settings.max_body_bytes, nc.max_payload - _BODY_HEADROOM)
     middlewares = [access_log_middleware, error_middleware] if settings.access_log else [error_middleware]
     app = web.Application(client_max_size=max_body, middlewares=middlewares)
-    app[EDGE] = EdgeState(settings, nc, keys)
+    app[EDGE] = EdgeState(settings, nc, keys, tenancy, limiter)
     app[MAX_BODY] = max_body
     app[REQUEST_IDS] = RequestIds()
     app.router.add_post("/v1/chat/completions", inference.chat_completions)
     app.router.add_post("/v1/embeddings", inference.embeddings)
     app.router.add_get("/v1/models", models.list_models)
     app.router.add_get("/v1/models/{model_id:.+}", models.get_model)
+    app.router.add_get("/v1/generations", usage.generation)
+    app.router.add_get("/v1/usage/by-tag", usage.usage_by_tag)
+    app.router.add_get("/v1/usage/by-sub-account", usage.usage_by_sub_account)
+    app.router.add_get("/v1/sub-accounts/{id}/usage", usage.sub_account_usage)
+    admin.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
     async def shutdown(app: web.Application) -> None:
-        await keys.stop()
+        await limiter.stop()
+        await keys.mirror.stop()
+        await tenancy.stop()
         if nc.is_connected:
             await nc.drain()
 

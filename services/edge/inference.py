@@ -1,57 +1,40 @@
 """POST /v1/chat/completions and /v1/embeddings: authenticate, validate once,
 hand the client's original bytes to the router."""
 
-from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from libs.contracts import errors, subjects
-from libs.contracts.bus.inference import OP_CHAT, OP_EMBEDDINGS, InferenceRequest, encode
+from libs.contracts.accounts import SubAccountRecord
+from libs.contracts.bus.inference import OP_CHAT, OP_EMBEDDINGS, DispatchMeta, InferenceRequest, encode
 from libs.contracts.http.chat import ChatCompletionRequest
 from libs.contracts.http.embeddings import EmbeddingsRequest
 from services.edge.errors import REQUEST_ID, GatewayError
 from services.edge.relay import relay_stream, reply_response, request_reply
 from services.edge.state import EDGE, EdgeState
+from services.edge.validation import validate
 
 _decode_chat = msgspec.json.Decoder(ChatCompletionRequest).decode
 _decode_embeddings = msgspec.json.Decoder(EmbeddingsRequest).decode
 _MAX_TAG = 128
 
 
-def _validate(decode: Any, body: bytes) -> Any:
-    if not body:
-        raise GatewayError(400, errors.INVALID_REQUEST, "Request body is empty; send a JSON object.")
-    try:
-        return decode(body)
-    except msgspec.ValidationError as exc:
-        raise GatewayError(400, errors.INVALID_REQUEST, f"Invalid request body: {exc}",
-                           param=_param_of(str(exc))) from exc
-    except msgspec.DecodeError as exc:
-        raise GatewayError(400, errors.INVALID_REQUEST, f"Malformed JSON body: {exc}") from exc
-
-
-def _param_of(message: str) -> str | None:
-    """msgspec names the field as `$.path` or in backticks; pass it as OpenAI's `param`."""
-    path = message.rsplit("`$.", 1)[1].rstrip("`") if " - at `$." in message else None
-    if "missing required field `" in message:
-        field = message.split("missing required field `", 1)[1].split("`", 1)[0]
-        return f"{path}.{field}" if path else field
-    return path
-
-
-def _tag(request: web.Request) -> str | None:
+def _tag(request: web.Request, sub: SubAccountRecord | None) -> str | None:
+    """x-aig-tag, else the sub-account's default tag."""
     tag = request.headers.get("x-aig-tag")
     if tag is not None and len(tag) > _MAX_TAG:
         raise GatewayError(400, errors.INVALID_REQUEST, f"x-aig-tag is longer than {_MAX_TAG} characters.")
-    return tag or None
+    return tag or (sub.default_tag if sub is not None else None)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     state: EdgeState = request.app[EDGE]
-    principal = state.keys.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    principal = state.keys.check(request.headers).principal
+    sub = state.tenancy.admit(principal)
+    state.tenancy.limit(state.limiter, sub)
     body = await request.read()
-    parsed: ChatCompletionRequest = _validate(_decode_chat, body)
+    parsed: ChatCompletionRequest = validate(_decode_chat, body)
     if parsed.webhook_url is not None:
         raise GatewayError(400, errors.INVALID_REQUEST,
                            "webhook_url (async delivery) is not enabled on this gateway yet.", param="webhook_url")
@@ -60,24 +43,35 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         request_id=request[REQUEST_ID], operation=OP_CHAT, model=parsed.model, body=body,
         principal=principal, stream=stream,
         include_usage=bool(parsed.stream_options and parsed.stream_options.include_usage),
-        tag=_tag(request), traceparent=request.headers.get("traceparent"),
+        tag=_tag(request, sub), traceparent=request.headers.get("traceparent"),
     )
     if stream:
         return await relay_stream(request, state.nc, subjects.INFER_CHAT, encode(message), request[REQUEST_ID],
-                                  state.settings.request_timeout_s, state.settings.stream_idle_timeout_s)
+                                  state.settings.request_timeout_s, state.settings.stream_idle_timeout_s,
+                                  on_end=lambda meta: _count_tokens(state, sub, meta))
     reply = await request_reply(state.nc, subjects.INFER_CHAT, encode(message), state.settings.request_timeout_s)
+    _count_tokens(state, sub, reply.meta)
     return reply_response(reply, request[REQUEST_ID])
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
     state: EdgeState = request.app[EDGE]
-    principal = state.keys.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    principal = state.keys.check(request.headers).principal
+    sub = state.tenancy.admit(principal)
+    state.tenancy.limit(state.limiter, sub)
     body = await request.read()
-    parsed: EmbeddingsRequest = _validate(_decode_embeddings, body)
+    parsed: EmbeddingsRequest = validate(_decode_embeddings, body)
     message = InferenceRequest(
         request_id=request[REQUEST_ID], operation=OP_EMBEDDINGS, model=parsed.model, body=body,
-        principal=principal, tag=_tag(request), traceparent=request.headers.get("traceparent"),
+        principal=principal, tag=_tag(request, sub), traceparent=request.headers.get("traceparent"),
     )
     reply = await request_reply(state.nc, subjects.INFER_EMBEDDINGS, encode(message),
                                 state.settings.request_timeout_s)
+    _count_tokens(state, sub, reply.meta)
     return reply_response(reply, request[REQUEST_ID])
+
+
+def _count_tokens(state: EdgeState, sub: SubAccountRecord | None, meta: DispatchMeta | None) -> None:
+    """Feed the tokens of an answered request to the sub-account's TPM limit."""
+    if sub is not None and sub.rate_limit_tpm is not None and meta is not None and meta.usage is not None:
+        state.limiter.record_tokens(sub.id, meta.usage.input_units + meta.usage.output_units)

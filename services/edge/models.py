@@ -14,7 +14,7 @@ _MODALITIES = frozenset({"text", "image", "audio-stt", "audio-tts", "video", "em
 
 async def list_models(request: web.Request) -> web.StreamResponse:
     state: EdgeState = request.app[EDGE]
-    state.keys.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    state.keys.check(request.headers)
     modality = request.query.get("modality")
     if modality is not None and modality not in _MODALITIES:
         raise GatewayError(400, errors.INVALID_REQUEST,
@@ -27,7 +27,7 @@ async def list_models(request: web.Request) -> web.StreamResponse:
 
 async def get_model(request: web.Request) -> web.StreamResponse:
     state: EdgeState = request.app[EDGE]
-    state.keys.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    state.keys.check(request.headers)
     query = catalog_bus.ModelsQuery(model_id=request.match_info["model_id"])
     reply = await request_reply(state.nc, subjects.CATALOG_GET, catalog_bus.encode(query), _CATALOG_TIMEOUT_S)
     return reply_response(reply, request[REQUEST_ID])

@@ -3,6 +3,7 @@ inbox relayed as SSE for streams. Router failures become GatewayErrors before
 the first byte, and an SSE error event after it (never a silent end)."""
 
 import time
+from collections.abc import Callable
 
 import msgspec
 import nats.errors
@@ -22,6 +23,7 @@ from libs.contracts.bus.inference import (
     decode_reply,
 )
 from libs.contracts.errors import ErrorBody, error_json
+from libs.contracts.money import cents_header
 from services.edge.errors import GatewayError
 
 _NO_RESPONDERS = "503"
@@ -34,6 +36,11 @@ def meta_headers(meta: DispatchMeta | None, request_id: str) -> dict[str, str]:
         headers["X-Model"] = meta.model
         headers["X-Provider"] = meta.provider
         headers["X-Latency-Ms"] = str(round(meta.upstream_latency_ms))
+        if meta.cost is not None:
+            headers["X-Cost-Cents"] = cents_header(meta.cost.total_micros)
+        if meta.usage is not None:
+            headers["X-Input-Units"] = str(meta.usage.input_units)
+            headers["X-Output-Units"] = str(meta.usage.output_units)
     return headers
 
 
@@ -62,14 +69,15 @@ def _decode(msg: Msg) -> BusReply:
         raise GatewayError(502, errors.PROVIDER_ERROR, "The router sent an unreadable answer.") from exc
 
 
-async def request_reply(nc: Client, subject: str, payload: bytes, timeout_s: float) -> Reply:
-    """Send one request and return the router's Reply (raising its Failure as a GatewayError)."""
+async def request_reply(nc: Client, subject: str, payload: bytes, timeout_s: float,
+                        unavailable: str = "No router is serving requests") -> Reply:
+    """Send one request and return the service's Reply (raising its Failure as a GatewayError)."""
     if not nc.is_connected:
         raise _unavailable("The gateway is reconnecting to its message bus")
     try:
         msg = await nc.request(subject, payload, timeout=timeout_s)
     except nats.errors.NoRespondersError as exc:
-        raise _unavailable("No router is serving requests") from exc
+        raise _unavailable(unavailable) from exc
     except nats.errors.TimeoutError as exc:
         raise _timeout(timeout_s) from exc
     except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
@@ -94,7 +102,8 @@ def _error_event(body: ErrorBody) -> bytes:
 
 
 async def relay_stream(request: web.Request, nc: Client, subject: str, payload: bytes, request_id: str,
-                       timeout_s: float, idle_timeout_s: float) -> web.StreamResponse:
+                       timeout_s: float, idle_timeout_s: float,
+                       on_end: Callable[[DispatchMeta], None] | None = None) -> web.StreamResponse:
     if not nc.is_connected:
         raise _unavailable("The gateway is reconnecting to its message bus")
     inbox = nc.new_inbox()
@@ -112,7 +121,9 @@ async def relay_stream(request: web.Request, nc: Client, subject: str, payload: 
         response = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **meta_headers(first.meta, request_id)})
         await response.prepare(request)
         try:
-            await _pump(response, sub, idle_timeout_s)
+            meta = await _pump(response, sub, idle_timeout_s)
+            if meta is not None and on_end is not None:
+                on_end(meta)
         except ConnectionError:
             pass  # the client went away; unsubscribing below drops the rest
         return response
@@ -121,8 +132,8 @@ async def relay_stream(request: web.Request, nc: Client, subject: str, payload: 
 
 
 async def _pump(response: web.StreamResponse, sub: nats.aio.subscription.Subscription,
-                idle_timeout_s: float) -> None:
-    """Write chunks as they arrive; end with the router's end marker or an error event."""
+                idle_timeout_s: float) -> DispatchMeta | None:
+    """Write chunks as they arrive; end with the router's end marker (its meta returned) or an error event."""
     last = time.monotonic()
     while True:
         try:
@@ -131,18 +142,18 @@ async def _pump(response: web.StreamResponse, sub: nats.aio.subscription.Subscri
             waited = time.monotonic() - last
             await response.write(_error_event(ErrorBody(
                 f"The stream stalled: nothing from the router for {waited:.0f}s.", errors.TIMEOUT, 504)))
-            return
+            return None
         last = time.monotonic()
         try:
             message = _decode(msg)
         except GatewayError as exc:
             await response.write(_error_event(exc.body))
-            return
+            return None
         if isinstance(message, StreamChunk):
             await response.write(message.data)
         elif isinstance(message, StreamEnd):
             await response.write_eof()
-            return
+            return message.meta
         elif isinstance(message, Failure):
             await response.write(_error_event(message.error))
-            return
+            return None

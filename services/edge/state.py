@@ -6,7 +6,9 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from services.edge.auth import KeyStore
+from services.edge.ratelimit import RateLimiter
 from services.edge.settings import EdgeSettings
+from services.edge.tenancy import Tenancy
 
 
 @dataclass(slots=True)
@@ -14,6 +16,8 @@ class EdgeState:
     settings: EdgeSettings
     nc: Client
     keys: KeyStore
+    tenancy: Tenancy
+    limiter: RateLimiter
 
 
 EDGE = web.AppKey("edge", EdgeState)

@@ -11,6 +11,7 @@ import msgspec
 from libs.contracts import errors
 from libs.contracts.config import ModelConfig
 from libs.contracts.http.models import ModelCard, ModelList, Pricing
+from services.router.pricing import Price, price_of
 
 DEFAULT_CATALOG = Path(__file__).resolve().parents[2] / "catalog" / "models.toml"
 
@@ -19,7 +20,7 @@ class Route(msgspec.Struct, frozen=True):
     slug: str
     provider: str
     upstream_model: str
-    priced: bool
+    price: Price | None = None  # None: unpriced (passed through, not in the catalog)
 
 
 class RouteError(Exception):
@@ -54,8 +55,8 @@ class Catalog:
     def __init__(self, models: list[ModelConfig], enabled: set[str], hints: dict[str, str]) -> None:
         self._cards = {m.id: _card(m) for m in models}
         self._routes = {
-            card.id: Route(card.id, card.provider, card.upstream_model, card.priced)
-            for card in self._cards.values()
+            m.id: Route(m.id, self._cards[m.id].provider, self._cards[m.id].upstream_model, price_of(m))
+            for m in models
         }
         self._enabled = enabled
         self._hints = hints
@@ -81,7 +82,7 @@ class Catalog:
                                  f"Model slug '{slug}' names no model after the provider. "
                                  "List models with GET /v1/models.")
             # Not in the catalog but under a configured provider: pass through, unpriced.
-            return Route(slug, provider, upstream, priced=False)
+            return Route(slug, provider, upstream)
         raise self._not_found(slug, provider)
 
     def _not_found(self, slug: str, provider: str) -> RouteError:

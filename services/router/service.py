@@ -9,17 +9,20 @@ import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from libs.contracts import errors, subjects
+from libs.contracts import errors, streams, subjects
 from libs.contracts.bus import catalog as catalog_bus
 from libs.contracts.bus.inference import Reply, encode
 from libs.contracts.config import SwitchboardConfig
 from libs.runtime.env import env_float, env_str, nats_url
+from libs.runtime.jetstream import ensure_stream
 from libs.runtime.nats_conn import connect_nats
 from services.router.catalog import DEFAULT_CATALOG, Catalog, RouteError
 from services.router.dispatch import Dispatcher
 from services.router.failures import failure
+from services.router.pricing import Pricing
 from services.router.providers import build_providers, known_provider_hints
 from services.router.providers.base import ProviderAdapter
+from services.router.usage_publisher import UsagePublisher
 
 log = structlog.get_logger()
 _encode_json = msgspec.json.Encoder().encode
@@ -34,7 +37,9 @@ class RouterService:
         self.providers: dict[str, ProviderAdapter] = build_providers(config.providers, router_cfg)
         catalog_path = Path(env_str("SWITCHBOARD_CATALOG", str(DEFAULT_CATALOG)))
         self.catalog = Catalog.load(catalog_path, config.models, set(self.providers), known_provider_hints())
+        self.pricing = Pricing.from_config(config.metering)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._usage: UsagePublisher | None = None
         self._nc: Client | None = None
         self._dispatcher: Dispatcher | None = None
 
@@ -46,7 +51,11 @@ class RouterService:
         for adapter in self.providers.values():
             await adapter.start()
         self._nc = await connect_nats(nats_url(), "switchboard-router")
-        self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers)
+        js = self._nc.jetstream()
+        await ensure_stream(js, streams.USAGE)
+        self._usage = UsagePublisher(js)
+        self._usage.start()
+        self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers, self.pricing, self._usage)
         for subject in (subjects.INFER_CHAT, subjects.INFER_EMBEDDINGS):
             await self._nc.subscribe(subject, queue=subjects.ROUTER_QUEUE, cb=self._on_inference,
                                      pending_msgs_limit=65536)
@@ -83,5 +92,7 @@ class RouterService:
             await self._nc.drain()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace_s)
+        if self._usage is not None:
+            await self._usage.stop()
         for adapter in self.providers.values():
             await adapter.close()

@@ -77,6 +77,7 @@ class Cluster:
     edge_ports: list[int] = field(default_factory=list)
     edges: list[ManagedProcess] = field(default_factory=list)
     routers: list[ManagedProcess] = field(default_factory=list)
+    ledgers: list[ManagedProcess] = field(default_factory=list)
     others: list[ManagedProcess] = field(default_factory=list)
 
     @property
@@ -106,6 +107,14 @@ class Cluster:
         self.routers.append(proc)
         return proc
 
+    def start_ledger(self) -> ManagedProcess:
+        port = free_port()
+        env = {**self.env, "SWITCHBOARD_LEDGER_HEALTH_PORT": str(port)}
+        proc = start_module(f"ledger-{len(self.ledgers)}", "services.ledger", env, self.log_dir)
+        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 30, proc.popen)
+        self.ledgers.append(proc)
+        return proc
+
     def start_edge(self) -> ManagedProcess:
         port = free_port()
         env = {**self.env, "SWITCHBOARD_HTTP_PORT": str(port)}
@@ -126,7 +135,7 @@ class Cluster:
             wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout_s)
 
     def stop(self) -> None:
-        for proc in [*self.edges, *self.routers, *self.others]:
+        for proc in [*self.edges, *self.routers, *self.ledgers, *self.others]:
             proc.stop(timeout_s=5)
         self.nats.stop()
 
@@ -148,6 +157,12 @@ def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | 
         'slug = "local"\n'
         f'base_url = "{sim_url}/v1"\n'
         'api_key_env = "LOCAL_LLM_KEY"\n'
+        # An expensive model so spend caps are reached in a handful of requests.
+        "[[models]]\n"
+        'id = "sim/pricey"\n'
+        'upstream = "gpt-sim"\n'
+        "input_per_mtok = 1000.0\n"
+        "output_per_mtok = 2000.0\n"
     )
     admin_key = mint_key()
     env = {
@@ -168,6 +183,7 @@ def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | 
     }
     cluster = Cluster(root, env, nats, sim_url, admin_key, others=[sim])
     try:
+        cluster.start_ledger()
         for _ in range(routers):
             cluster.start_router()
         for _ in range(edges):

@@ -10,9 +10,11 @@ from libs.contracts.bus.inference import Principal
 from libs.contracts.http.chat import ChatCompletionRequest
 from libs.contracts.http.embeddings import EmbeddingsRequest
 from libs.contracts.keys import SCOPE_ADMIN, SCOPE_INFERENCE, SCOPE_READ_USAGE, ApiKeyRecord, hash_key
-from services.edge.auth import KeyStore, _Entry
+from services.edge.auth import KeyEntry, KeyStore
 from services.edge.errors import GatewayError
-from services.edge.inference import _decode_chat, _decode_embeddings, _param_of, _validate
+from services.edge.inference import _decode_chat, _decode_embeddings
+from services.edge.validation import _param_of
+from services.edge.validation import validate as _validate
 
 
 def _chat(**fields: object) -> bytes:
@@ -116,7 +118,7 @@ FUTURE = "sk-aig-future"
 
 @pytest.fixture
 def store() -> KeyStore:
-    """A KeyStore whose mirror is filled the way its KV watch fills it (sha256 hex -> _Entry)."""
+    """A KeyStore whose mirror is filled the way its KV watch fills it (sha256 hex -> KeyEntry)."""
     records = {
         VALID: ApiKeyRecord(key_id="key_ok", account_id="acct", subaccount_id="sub",
                             scopes=(SCOPE_INFERENCE, SCOPE_READ_USAGE)),
@@ -127,7 +129,7 @@ def store() -> KeyStore:
     }
     keys = KeyStore()
     for plaintext, record in records.items():
-        keys._entries[hash_key(plaintext)] = _Entry(
+        keys.mirror.entries[hash_key(plaintext)] = KeyEntry(
             record, Principal(record.account_id, record.key_id, record.subaccount_id))
     return keys
 
@@ -140,16 +142,16 @@ def _auth_error(store: KeyStore, authorization: str | None, api_key: str | None 
 
 
 def test_valid_bearer_returns_principal(store: KeyStore) -> None:
-    assert store.authenticate(f"Bearer {VALID}") == Principal("acct", "key_ok", "sub")
-    assert store.authenticate(f"bearer   {VALID}  ") == Principal("acct", "key_ok", "sub")
+    assert store.authenticate(f"Bearer {VALID}").principal == Principal("acct", "key_ok", "sub")
+    assert store.authenticate(f"bearer   {VALID}  ").principal == Principal("acct", "key_ok", "sub")
 
 
 def test_x_api_key_header_alternative(store: KeyStore) -> None:
-    assert store.authenticate(None, VALID) == Principal("acct", "key_ok", "sub")
+    assert store.authenticate(None, VALID).principal == Principal("acct", "key_ok", "sub")
 
 
 def test_future_expiry_is_still_valid(store: KeyStore) -> None:
-    assert store.authenticate(f"Bearer {FUTURE}").key_id == "key_new"
+    assert store.authenticate(f"Bearer {FUTURE}").principal.key_id == "key_new"
 
 
 @pytest.mark.parametrize(("authorization", "api_key", "needle"), [
@@ -179,9 +181,21 @@ def test_missing_scope_is_403(store: KeyStore) -> None:
 
 
 def test_other_scope_granted(store: KeyStore) -> None:
-    assert store.authenticate(f"Bearer {READER}", scope=SCOPE_READ_USAGE) == Principal("acct", "key_reader")
+    assert store.authenticate(f"Bearer {READER}", scope=SCOPE_READ_USAGE).principal == Principal("acct", "key_reader")
 
 
 def test_empty_store_rejects_everything() -> None:
     exc = _auth_error(KeyStore(), f"Bearer {VALID}")
     assert exc.status == 401 and "Invalid API key" in exc.body.message
+
+
+def test_check_reads_authorization_then_x_api_key(store: KeyStore) -> None:
+    assert store.check({"Authorization": f"Bearer {VALID}"}).principal.key_id == "key_ok"
+    assert store.check({"x-api-key": VALID}).principal.key_id == "key_ok"
+
+
+def test_token_cache_is_dropped_when_the_mirror_changes(store: KeyStore) -> None:
+    assert store.check({"Authorization": f"Bearer {VALID}"}).principal.key_id == "key_ok"
+    store.mirror.entries.pop(hash_key(VALID))
+    store.mirror._changed()  # what the watch does after applying a deletion
+    assert _auth_error(store, f"Bearer {VALID}").status == 401

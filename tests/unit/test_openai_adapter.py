@@ -224,14 +224,16 @@ def _sse(pieces: list[bytes], content_type: str = "text/event-stream") -> Handle
     return handler
 
 
-async def _drain(adapter: OpenAICompatAdapter) -> tuple[list[bytes], Usage | None]:
-    stream = await adapter.open_stream(OP_CHAT, "m", b'{"model":"t/m","stream":true}')
+async def _drain(adapter: OpenAICompatAdapter, body: bytes = b'{"model":"t/m","stream":true}'
+                 ) -> tuple[list[bytes], Usage | None]:
+    stream = await adapter.open_stream(OP_CHAT, "m", body)
     chunks: list[bytes] = []
     try:
         async for events in stream:
             chunks.append(events)
     finally:
         await stream.aclose()
+    adapter.last_usage_chunk = stream.usage_chunk  # type: ignore[attr-defined]
     return chunks, stream.usage
 
 
@@ -248,13 +250,28 @@ async def test_stream_reassembles_events_split_across_chunks(upstream: Upstream,
     cuts = [3, 17, len(E1) - 1, len(E1) + 1, len(E1) + 20, len(whole) - len(DONE) - 1, len(whole) - 2]
     upstream.handler = _sse([whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)])
     chunks, usage = await _drain(adapter)
-    assert b"".join(chunks) == whole
+    # The tail (usage-only chunk and [DONE]) is withheld for the router to write.
+    assert b"".join(chunks) == E1 + b": keep-alive\n\n" + E2
     assert len(chunks) > 1
     for chunk in chunks:
         assert chunk.endswith(b"\n\n") and not chunk.startswith(b"\n")
     assert usage == Usage(5, 7, 2)
-    assert chunks[-1].endswith(DONE) and whole.count(DONE) == b"".join(chunks).count(DONE)
-    assert upstream.seen[0][2] == b'{"model":"m","stream":true}'
+    assert adapter.last_usage_chunk == USAGE[len(b"data: "):-2]  # type: ignore[attr-defined]
+    # The upstream is always asked for usage, so every stream can be metered.
+    assert upstream.seen[0][2] == b'{"model":"m","stream":true,"stream_options":{"include_usage":true}}'
+
+
+async def test_stream_options_of_the_client_are_kept(upstream: Upstream, adapter: OpenAICompatAdapter) -> None:
+    upstream.handler = _sse([E1, DONE])
+    await _drain(adapter, b'{"model":"t/m","stream":true,"stream_options":{"include_usage":false,"x":1}}')
+    assert upstream.seen[0][2] == b'{"model":"m","stream":true,"stream_options":{"include_usage":true,"x":1}}'
+
+
+async def test_usage_inside_a_content_chunk_is_forwarded(upstream: Upstream, adapter: OpenAICompatAdapter) -> None:
+    mixed = b'data: {"choices":[{"delta":{"content":"x"}}],"usage":{"prompt_tokens":1,"completion_tokens":1}}\n\n'
+    upstream.handler = _sse([mixed, DONE])
+    chunks, usage = await _drain(adapter)
+    assert b"".join(chunks) == mixed and usage == Usage(1, 1, 0)
 
 
 async def test_stream_normalises_crlf(upstream: Upstream, adapter: OpenAICompatAdapter) -> None:
@@ -262,7 +279,7 @@ async def test_stream_normalises_crlf(upstream: Upstream, adapter: OpenAICompatA
     # Pieces cut inside events, but never between a CR and its LF.
     upstream.handler = _sse([crlf[0][:10], crlf[0][10:] + crlf[1][:5], crlf[1][5:], crlf[2]])
     chunks, usage = await _drain(adapter)
-    assert b"".join(chunks) == E1 + E2 + DONE
+    assert b"".join(chunks) == E1 + E2
     assert usage is None
 
 
@@ -271,15 +288,14 @@ async def test_stream_crlf_straddling_two_reads(upstream: Upstream, adapter: Ope
     # The final blank line's CR ends one read and its LF starts the next.
     upstream.handler = _sse([crlf[:-1], crlf[-1:]])
     chunks, _ = await _drain(adapter)
-    assert b"".join(chunks) == E1 + DONE
+    assert b"".join(chunks) == E1
     assert b"\r" not in b"".join(chunks)
 
 
-async def test_stream_without_done_gets_one_appended(upstream: Upstream, adapter: OpenAICompatAdapter) -> None:
+async def test_stream_without_done_ends_cleanly(upstream: Upstream, adapter: OpenAICompatAdapter) -> None:
     upstream.handler = _sse([E1, USAGE])
     chunks, usage = await _drain(adapter)
-    assert b"".join(chunks) == E1 + USAGE + DONE
-    assert chunks[-1] == DONE and usage == Usage(5, 7, 2)
+    assert b"".join(chunks) == E1 and usage == Usage(5, 7, 2)
 
 
 async def test_stream_non_json_event_is_malformed(upstream: Upstream, adapter: OpenAICompatAdapter) -> None:

@@ -6,6 +6,7 @@ from libs.contracts import errors
 from libs.contracts.config import ModelConfig
 from libs.contracts.http.models import ModelCard, Pricing
 from services.router.catalog import DEFAULT_CATALOG, Catalog, Route, RouteError
+from services.router.pricing import Price
 from services.router.providers import known_provider_hints
 
 
@@ -35,7 +36,8 @@ def test_hints_cover_env_providers() -> None:
 
 def test_resolve_catalog_slug() -> None:
     catalog = _catalog()
-    assert catalog.resolve("openai/gpt-4o-mini") == Route("openai/gpt-4o-mini", "openai", "gpt-4o-mini", True)
+    assert catalog.resolve("openai/gpt-4o-mini") == Route("openai/gpt-4o-mini", "openai", "gpt-4o-mini",
+                                                          Price(input=150_000, output=600_000, cached_input=150_000))
     assert catalog.resolve("openai/text-embedding-3-small").upstream_model == "text-embedding-3-small"
 
 
@@ -45,7 +47,7 @@ def test_resolve_catalog_slug() -> None:
     ("openai/a/b/c", "a/b/c"),
 ])
 def test_passthrough_under_enabled_provider_is_unpriced(slug: str, upstream: str) -> None:
-    assert _catalog().resolve(slug) == Route(slug, "openai", upstream, priced=False)
+    assert _catalog().resolve(slug) == Route(slug, "openai", upstream, None)
 
 
 def test_slug_without_provider_is_404_pointing_at_models() -> None:
@@ -76,7 +78,8 @@ def test_unknown_provider_is_plain_not_found() -> None:
 def test_enabling_a_provider_makes_its_models_routable() -> None:
     catalog = _catalog({"openai", "groq"})
     route = catalog.resolve("groq/llama-3.3-70b-versatile")
-    assert route == Route("groq/llama-3.3-70b-versatile", "groq", "llama-3.3-70b-versatile", True)
+    assert route == Route("groq/llama-3.3-70b-versatile", "groq", "llama-3.3-70b-versatile",
+                          Price(590_000, 790_000, 590_000))
     assert _catalog({"together"}).resolve("together/meta-llama/Llama-3.3-70B-Instruct-Turbo").upstream_model == (
         "meta-llama/Llama-3.3-70B-Instruct-Turbo")
 
@@ -151,10 +154,10 @@ def test_overrides_replace_and_add_entries() -> None:
 
     added = catalog.card("openai/my-ft")
     assert (added.owned_by, added.context_window, added.priced, added.pricing) == ("acme", 4096, False, None)
-    assert catalog.resolve("openai/my-ft") == Route("openai/my-ft", "openai", "ft:gpt-4o-mini:acme::abc", False)
+    assert catalog.resolve("openai/my-ft") == Route("openai/my-ft", "openai", "ft:gpt-4o-mini:acme::abc", None)
 
     local = catalog.resolve("local/llama")  # upstream defaults to the slug's rest; price 0 is still priced
-    assert local == Route("local/llama", "local", "llama", True)
+    assert local == Route("local/llama", "local", "llama", Price(0, 0, 0))
 
     ids = [c.id for c in catalog.listing().data]
     assert ids.count("openai/gpt-4o") == 1 and "openai/my-ft" in ids and "local/llama" in ids

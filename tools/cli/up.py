@@ -9,9 +9,10 @@ from libs.contracts.keys import mint_key
 from tools.cli.processes import ManagedProcess, start_module, start_nats, wait_http_ok
 
 # (name, module, health URL env var, default health port, readiness path).
-# The ledger, jobs and webhooks services take their slots here as they arrive
-# (issues 3 and later); each is one more line.
+# The jobs and webhooks services take their slots here as they arrive; each is
+# one more line.
 SERVICES: tuple[tuple[str, str, str, int, str], ...] = (
+    ("ledger", "services.ledger", "SWITCHBOARD_LEDGER_HEALTH_PORT", 8093, "/readyz"),
     ("router", "services.router", "SWITCHBOARD_ROUTER_HEALTH_PORT", 8091, "/readyz"),
     ("edge", "services.edge", "SWITCHBOARD_HTTP_PORT", 8080, "/readyz"),
 )

@@ -44,13 +44,25 @@ class Usage(msgspec.Struct, array_like=True):
     cached_units: int = 0
 
 
+class Cost(msgspec.Struct, array_like=True):
+    """What a request was charged, in integer micro-dollars, line by line."""
+
+    input_micros: int = 0
+    output_micros: int = 0
+    cached_micros: int = 0
+    markup_micros: int = 0
+    total_micros: int = 0
+    priced: bool = True
+
+
 class DispatchMeta(msgspec.Struct, array_like=True):
-    """What served the request; becomes X-Model / X-Provider / X-Latency-Ms."""
+    """What served the request and what it cost; becomes the X-* response headers."""
 
     model: str
     provider: str
     upstream_latency_ms: float = 0.0
     usage: Usage | None = None
+    cost: Cost | None = None
 
 
 class Reply(msgspec.Struct, tag="reply", array_like=True):

@@ -51,10 +51,17 @@ class UpstreamResult(msgspec.Struct):
 
 
 class UpstreamStream(ABC):
-    """An open upstream stream; iterate for complete SSE events (bytes)."""
+    """An open upstream stream; iterate for complete OpenAI-shaped SSE events (bytes).
+
+    The stream's tail is withheld: no `data: [DONE]` and no usage-only chunk is
+    yielded. The usage lands in `usage` (and the raw usage chunk, if the
+    provider sent one, in `usage_chunk`) so the router can meter it and write
+    the tail itself, with the cost, only if the client asked for usage.
+    """
 
     ttfb_ms: float = 0.0
     usage: Usage | None = None
+    usage_chunk: bytes | None = None
 
     @abstractmethod
     def __aiter__(self) -> AsyncIterator[bytes]: ...

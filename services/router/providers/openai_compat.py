@@ -43,6 +43,7 @@ _DONE_EVENT: Final = b"data: [DONE]\n\n"
 _MAX_RETRY_AFTER_S: Final = 86400
 
 _decode_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_decode_options = msgspec.json.Decoder(dict[str, msgspec.Raw] | None).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -53,9 +54,10 @@ class _OpenAIUsage(msgspec.Struct):
 
 
 class _UsageProbe(msgspec.Struct):
-    """Reads only `usage`; decoding it also proves the body is well-formed JSON."""
+    """Reads only `usage` (and whether `choices` is empty); decoding it also proves the JSON is well formed."""
 
     usage: _OpenAIUsage | None = None
+    choices: list[msgspec.Raw] | None = None
 
 
 class _ErrorProbe(msgspec.Struct):
@@ -67,10 +69,18 @@ _decode_probe = msgspec.json.Decoder(_UsageProbe).decode
 _decode_error = msgspec.json.Decoder(_ErrorProbe).decode
 
 
-def rewrite_model(body: bytes, upstream_model: str) -> bytes:
-    """Swap the gateway slug for the provider's model name; leave the rest byte-for-byte."""
+def rewrite_model(body: bytes, upstream_model: str, stream_usage: bool = False) -> bytes:
+    """Swap the gateway slug for the provider's model name; leave the rest byte-for-byte.
+
+    With `stream_usage`, also ask for the usage chunk the gateway meters by; the
+    router decides whether the client sees it.
+    """
     fields = _decode_fields(body)
     fields["model"] = msgspec.Raw(_encode(upstream_model))
+    if stream_usage:
+        options = (_decode_options(fields["stream_options"]) if "stream_options" in fields else None) or {}
+        options["include_usage"] = msgspec.Raw(b"true")
+        fields["stream_options"] = msgspec.Raw(_encode(options))
     return _encode(fields)
 
 
@@ -122,7 +132,6 @@ class OpenAIStream(UpstreamStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
         buffer = b""
-        saw_done = False
         try:
             async for chunk in self._response.content.iter_any():
                 buffer += chunk
@@ -133,8 +142,9 @@ class OpenAIStream(UpstreamStream):
                 if cut < 0:
                     continue
                 events, buffer = buffer[: cut + 2], buffer[cut + 2 :]
-                saw_done = self._inspect(events) or saw_done
-                yield events
+                events = self._filter(events)
+                if events:
+                    yield events
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamError(
                 "timeout" if isinstance(exc, asyncio.TimeoutError) else "connection",
@@ -142,30 +152,44 @@ class OpenAIStream(UpstreamStream):
             ) from exc
         if buffer.strip():
             raise UpstreamError("connection", "upstream stream ended inside an event")
-        if not saw_done:
-            # Some servers end without the sentinel; clients rely on it.
-            yield _DONE_EVENT
 
-    def _inspect(self, events: bytes) -> bool:
-        """Validate each data event, remember usage; True if the stream's end marker passed."""
-        done = False
-        for line in events.split(b"\n"):
-            if not line.startswith(b"data:"):
+    def _filter(self, events: bytes) -> bytes:
+        """Validate each event; keep usage and withhold the stream's tail (usage-only chunk, [DONE])."""
+        kept: list[bytes] = []
+        withheld = False
+        for event in events.split(b"\n\n")[:-1]:
+            data = _data_of(event)
+            if data is None:
+                kept.append(event)
                 continue
-            payload = line[5:].strip()
-            if payload == b"[DONE]":
-                done = True
+            if data == b"[DONE]":
+                withheld = True
                 continue
             try:
-                probe = _decode_probe(payload)
+                probe = _decode_probe(data)
             except msgspec.DecodeError as exc:
                 raise UpstreamError("malformed", "upstream sent a stream event that is not JSON") from exc
             if probe.usage is not None:
                 self.usage = to_usage(probe)
-        return done
+                if probe.choices is not None and not probe.choices:
+                    self.usage_chunk = data
+                    withheld = True
+                    continue
+            kept.append(event)
+        if not withheld:
+            return events
+        return b"".join(event + b"\n\n" for event in kept)
 
     async def aclose(self) -> None:
         self._response.release()
+
+
+def _data_of(event: bytes) -> bytes | None:
+    """The payload of an SSE event's data lines (joined as the SSE spec says), or None."""
+    lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
+    if not lines:
+        return None
+    return lines[0] if len(lines) == 1 else b"\n".join(lines)
 
 
 class OpenAICompatAdapter(ProviderAdapter):
@@ -199,10 +223,11 @@ class OpenAICompatAdapter(ProviderAdapter):
         if self._session is not None:
             await self._session.close()
 
-    async def _post(self, operation: str, upstream_model: str, body: bytes) -> aiohttp.ClientResponse:
+    async def _post(self, operation: str, upstream_model: str, body: bytes,
+                    stream: bool = False) -> aiohttp.ClientResponse:
         assert self._session is not None, "adapter used before start()"
         try:
-            payload = rewrite_model(body, upstream_model)
+            payload = rewrite_model(body, upstream_model, stream_usage=stream)
         except msgspec.DecodeError as exc:
             raise UpstreamError("malformed", "request body is not a JSON object", status=400) from exc
         try:
@@ -234,7 +259,7 @@ class OpenAICompatAdapter(ProviderAdapter):
 
     async def open_stream(self, operation: str, upstream_model: str, body: bytes) -> UpstreamStream:
         started = time.perf_counter()
-        response = await self._post(operation, upstream_model, body)
+        response = await self._post(operation, upstream_model, body, stream=True)
         if response.status >= 400:
             try:
                 data = await response.read()

@@ -1,0 +1,109 @@
+"""A local, always-current copy of a NATS KV bucket.
+
+Services read shared account state (keys, sub-accounts, spend status) from
+memory on the hot path and let a KV watch keep that memory current: a change
+made anywhere reaches every replica in milliseconds. After a NATS reconnect
+the watch is rebuilt from scratch, so no change (deletions included) can be
+missed while the connection was down; the old copy keeps serving meanwhile.
+"""
+
+import asyncio
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import msgspec
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+log = structlog.get_logger()
+T = TypeVar("T")
+_DELETES = ("DEL", "PURGE")
+
+
+async def open_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1))
+
+
+class KvMirror(Generic[T]):
+    def __init__(self, bucket: str, decode: Callable[[bytes], T],
+                 on_change: Callable[[], None] | None = None) -> None:
+        self.bucket = bucket
+        self.entries: dict[str, T] = {}
+        self.synced = asyncio.Event()
+        self.kv: KeyValue | None = None
+        self._decode = decode
+        self._on_change = on_change
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, js: JetStreamContext) -> None:
+        self.kv = await open_bucket(js, self.bucket)
+        await self._watch()
+
+    async def resync(self) -> None:
+        if self.kv is None:
+            return
+        try:
+            await self._watch()
+        except Exception as exc:  # NATS may still be settling; the next reconnect retries
+            log.warning("kv_resync_failed", bucket=self.bucket, error=repr(exc))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def wait_for(self, key: str, present: bool = True, timeout_s: float = 5.0) -> bool:
+        """Until our own write has come back through the watch (read-your-writes)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while (key in self.entries) != present:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    async def _watch(self) -> None:
+        assert self.kv is not None
+        watcher = await self.kv.watchall()
+        if self._task is not None:
+            self._task.cancel()
+        loaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.get_running_loop().create_task(self._follow(watcher, loaded))
+        await asyncio.wait_for(asyncio.shield(loaded), timeout=10)
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher, loaded: asyncio.Future[None]) -> None:
+        fresh: dict[str, T] = {}
+        initial = True
+        try:
+            async for entry in watcher:
+                if entry is None:  # end of the initial replay
+                    if initial:
+                        self.entries, initial = fresh, False
+                        self.synced.set()
+                        loaded.set_result(None)
+                        self._changed()
+                    continue
+                target = fresh if initial else self.entries
+                if entry.operation in _DELETES or not entry.value:
+                    target.pop(entry.key, None)
+                else:
+                    try:
+                        target[entry.key] = self._decode(entry.value)
+                    except msgspec.DecodeError:
+                        log.warning("bad_kv_record", bucket=self.bucket, key=entry.key)
+                        continue
+                if not initial:
+                    self._changed()
+        finally:
+            try:
+                await watcher.stop()
+            except Exception:
+                pass
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()

@@ -1,0 +1,86 @@
+"""Sub-account state at the edge: caps, default tags and limits, from KV mirrors.
+
+The ledger publishes each sub-account's month-to-date spend; the edge refuses
+a sub-account at its cap with 402 before any work is done. Requests already in
+flight when the cap is crossed still complete: that is the overshoot bound.
+"""
+
+import calendar
+import time
+
+from nats.js import JetStreamContext
+
+from libs.contracts import accounts, errors, subjects
+from libs.contracts.accounts import SpendStatus, SubAccountRecord
+from libs.contracts.bus.inference import Principal
+from libs.contracts.money import cents
+from libs.runtime.kv_mirror import KvMirror
+from services.edge.errors import GatewayError
+from services.edge.ratelimit import RateLimiter
+
+
+class _Month:
+    """The current UTC month as 'YYYY-MM', recomputed only when it ends."""
+
+    def __init__(self) -> None:
+        self._label = ""
+        self._ends_at = 0.0
+
+    def now(self) -> str:
+        now = time.time()
+        if now >= self._ends_at:
+            t = time.gmtime(now)
+            year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+            self._label = f"{t.tm_year:04d}-{t.tm_mon:02d}"
+            self._ends_at = calendar.timegm((year, month, 1, 0, 0, 0))
+        return self._label
+
+
+class Tenancy:
+    def __init__(self) -> None:
+        self.subaccounts: KvMirror[SubAccountRecord] = KvMirror(subjects.KV_SUBACCOUNTS, accounts.decode_subaccount)
+        self.spend: KvMirror[SpendStatus] = KvMirror(subjects.KV_SPEND, accounts.decode_spend)
+        self._month = _Month()
+
+    async def start(self, js: JetStreamContext) -> None:
+        await self.subaccounts.start(js)
+        await self.spend.start(js)
+
+    async def resync(self) -> None:
+        await self.subaccounts.resync()
+        await self.spend.resync()
+
+    async def stop(self) -> None:
+        await self.subaccounts.stop()
+        await self.spend.stop()
+
+    def admit(self, principal: Principal) -> SubAccountRecord | None:
+        """The caller's sub-account (None for the root account); 402 if it is at its cap."""
+        if principal.subaccount_id is None:
+            return None
+        sub = self.subaccounts.entries.get(principal.subaccount_id)
+        status = self.spend.entries.get(principal.subaccount_id)
+        if status is not None and status.exceeded and status.month == self._month.now():
+            raise GatewayError(
+                402, errors.BUDGET_EXCEEDED,
+                f"Sub-account {principal.subaccount_id} reached its monthly spend cap of "
+                f"${cents(status.cap_micros) / 100:.2f} (spent ${cents(status.spent_micros) / 100:.4f}). "
+                f"Raise spend_cap_cents with PATCH /v1/sub-accounts/{principal.subaccount_id}, "
+                "or wait for the month rollover.")
+        return sub
+
+    def limit(self, limiter: RateLimiter, sub: SubAccountRecord | None) -> None:
+        """The sub-account's RPM/TPM, counted across every edge replica; 429 when over."""
+        if sub is None or (sub.rate_limit_rpm is None and sub.rate_limit_tpm is None):
+            return
+        retry_after = limiter.check_request(sub.id, sub.rate_limit_rpm, sub.rate_limit_tpm)
+        if retry_after is not None:
+            raise GatewayError(
+                429, errors.RATE_LIMIT,
+                f"Sub-account {sub.id} is over its rate limit ({sub.rate_limit_rpm or '-'} requests/min, "
+                f"{sub.rate_limit_tpm or '-'} tokens/min). Honor Retry-After; ask for a higher limit.",
+                retry_after=retry_after)
+
+    def owns(self, principal: Principal, subaccount_id: str) -> bool:
+        sub = self.subaccounts.entries.get(subaccount_id)
+        return sub is not None and sub.account_id == principal.account_id

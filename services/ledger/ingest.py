@@ -1,0 +1,88 @@
+"""USAGE stream -> usage store, in batches, exactly once in effect.
+
+A durable pull consumer hands out batches; a batch is acknowledged only after
+the store has it, and the store ignores request ids it already holds. So a
+ledger killed between insert and ack re-reads the batch and stores nothing
+twice, and one that is down simply finds the events waiting when it returns.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import msgspec
+import nats.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from libs.contracts import subjects
+from libs.contracts.bus.usage import UsageEvent, decode_event
+from services.ledger.stores.base import UsageStore
+
+log = structlog.get_logger()
+BATCH = 500
+_MAX_BACKOFF_S = 5.0
+
+
+class Ingestor:
+    def __init__(self, js: JetStreamContext, store: UsageStore,
+                 on_stored: Callable[[list[UsageEvent]], Awaitable[None]] | None = None) -> None:
+        self._js = js
+        self._store = store
+        self._on_stored = on_stored
+        self._task: asyncio.Task[None] | None = None
+        self.stored = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        return await self._js.pull_subscribe(
+            subjects.USAGE_EVENTS, durable=subjects.LEDGER_CONSUMER, stream=subjects.STREAM_USAGE,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_ack_pending=50_000),
+        )
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        subscription = None
+        while True:
+            try:
+                if subscription is None:
+                    subscription = await self._subscribe()
+                try:
+                    msgs = await subscription.fetch(BATCH, timeout=1)
+                except nats.errors.TimeoutError:
+                    continue
+                await self._store_batch(msgs)
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS restarting, store briefly unavailable: back off and retry
+                log.warning("ingest_retry", error=repr(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                if isinstance(exc, nats.errors.Error):
+                    subscription = None
+
+    async def _store_batch(self, msgs: list[Msg]) -> None:
+        events: list[UsageEvent] = []
+        for msg in msgs:
+            try:
+                events.append(decode_event(msg.data))
+            except msgspec.DecodeError:
+                log.error("bad_usage_event", subject=msg.subject, size=len(msg.data))
+        if events:
+            self.stored += await self._store.insert(events)
+        for msg in msgs:
+            await msg.ack()
+        if events and self._on_stored is not None:
+            await self._on_stored(events)

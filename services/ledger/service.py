@@ -1,0 +1,95 @@
+"""The ledger process: ingest usage, track spend against caps, answer generation,
+report and management queries."""
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import msgspec
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from libs.contracts import accounts, errors, streams, subjects
+from libs.contracts.bus import ledger as ledger_bus
+from libs.contracts.bus.inference import Failure, Reply, encode
+from libs.contracts.errors import ErrorBody
+from libs.contracts.keys import decode_record
+from libs.runtime.env import data_dir, env_str, nats_url
+from libs.runtime.jetstream import ensure_stream
+from libs.runtime.kv_mirror import KvMirror
+from libs.runtime.nats_conn import connect_nats
+from services.ledger import queries
+from services.ledger.accounts import Accounts
+from services.ledger.events import EventPublisher
+from services.ledger.ingest import Ingestor
+from services.ledger.spend import SpendTracker
+from services.ledger.stores import open_store
+from services.ledger.stores.base import UsageStore
+
+log = structlog.get_logger()
+
+
+class LedgerService:
+    def __init__(self) -> None:
+        clickhouse = env_str("SWITCHBOARD_CLICKHOUSE_URL", "") or None
+        self.store: UsageStore = open_store(clickhouse, Path(data_dir()) / "usage.sqlite3")
+        self.keys = KvMirror(subjects.KV_API_KEYS, decode_record)
+        self.subaccounts = KvMirror(subjects.KV_SUBACCOUNTS, accounts.decode_subaccount)
+        self.spend = KvMirror(subjects.KV_SPEND, accounts.decode_spend)
+        self._nc: Client | None = None
+        self._ingestor: Ingestor | None = None
+        self._accounts: Accounts | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def _resync(self) -> None:
+        for mirror in (self.keys, self.subaccounts, self.spend):
+            await mirror.resync()
+
+    async def start(self) -> None:
+        await self.store.open()
+        self._nc = await connect_nats(nats_url(), "switchboard-ledger", on_reconnect=self._resync)
+        js = self._nc.jetstream()
+        await ensure_stream(js, streams.USAGE)
+        await ensure_stream(js, streams.EVENTS)
+        for mirror in (self.keys, self.subaccounts, self.spend):
+            await mirror.start(js)
+        events_out = EventPublisher(js)
+        tracker = SpendTracker(self.store, self.spend, self.subaccounts, events_out)
+        self._accounts = Accounts(self.keys, self.subaccounts, tracker, events_out)
+        self._ingestor = Ingestor(js, self.store, on_stored=tracker.after_batch)
+        await self._ingestor.start()
+        accounts_api = self._accounts
+        await self._serve(subjects.LEDGER_GENERATION,
+                          lambda data: queries.generation(self.store, ledger_bus.decode_generation_query(data)))
+        await self._serve(subjects.LEDGER_REPORT,
+                          lambda data: queries.report(self.store, ledger_bus.decode_report_query(data)))
+        await self._serve(subjects.LEDGER_ADMIN, lambda data: accounts_api.handle(ledger_bus.decode_admin(data)))
+        await self._nc.flush()
+        log.info("ledger_ready", store=type(self.store).__name__)
+
+    async def _serve(self, subject: str, answer: Callable[[bytes], Awaitable[Reply | Failure]]) -> None:
+        assert self._nc is not None
+
+        async def on_msg(msg: Msg) -> None:
+            try:
+                reply = await answer(msg.data)
+            except msgspec.DecodeError:
+                reply = Failure(ErrorBody("undecodable ledger query", errors.INVALID_REQUEST, 400))
+            except Exception:
+                log.exception("ledger_query_failed", subject=subject)
+                reply = Failure(ErrorBody("The ledger failed to answer; see its log.", errors.INTERNAL, 500))
+            await msg.respond(encode(reply))
+
+        await self._nc.subscribe(subject, queue=subjects.LEDGER_QUEUE, cb=on_msg)
+
+    async def stop(self) -> None:
+        if self._ingestor is not None:
+            await self._ingestor.stop()
+        for mirror in (self.keys, self.subaccounts, self.spend):
+            await mirror.stop()
+        if self._nc is not None and self._nc.is_connected:
+            await self._nc.drain()
+        await self.store.close()

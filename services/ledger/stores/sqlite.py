@@ -1,0 +1,209 @@
+"""Embedded usage store on SQLite (aiosqlite), the default when no ClickHouse URL is configured.
+
+Twin: services/ledger/stores/clickhouse.py holds the same queries, under the same
+names, in ClickHouse SQL. Change one, change the other; the tests run both on
+the same data and require identical answers.
+"""
+
+import asyncio
+from pathlib import Path
+
+import aiosqlite
+import msgspec
+
+from libs.contracts.bus.usage import ReportQuery, ReportRow, UsageEvent
+from services.ledger.stores.base import SpendBy, report_params, spend_params, to_event, to_report_rows
+
+COLUMNS: tuple[str, ...] = UsageEvent.__struct_fields__
+
+# Migration steps, applied in order once each and tracked by PRAGMA user_version.
+# A released step is never edited: a schema change is a new step appended here.
+SCHEMA: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE IF NOT EXISTS usage_events (
+            request_id TEXT PRIMARY KEY,
+            ts_ms INTEGER NOT NULL,
+            account_id TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            subaccount_id TEXT,
+            tag TEXT,
+            operation TEXT NOT NULL,
+            requested_model TEXT NOT NULL,
+            model TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            error_type TEXT,
+            stream INTEGER NOT NULL,
+            cache_hit INTEGER NOT NULL,
+            priced INTEGER NOT NULL,
+            input_units INTEGER NOT NULL,
+            output_units INTEGER NOT NULL,
+            cached_units INTEGER NOT NULL,
+            input_cost_micros INTEGER NOT NULL,
+            output_cost_micros INTEGER NOT NULL,
+            cached_cost_micros INTEGER NOT NULL,
+            markup_micros INTEGER NOT NULL,
+            cost_micros INTEGER NOT NULL,
+            upstream_latency_ms REAL NOT NULL,
+            total_latency_ms REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS usage_events_account_ts ON usage_events (account_id, ts_ms)",
+        "CREATE INDEX IF NOT EXISTS usage_events_account_sub_ts ON usage_events (account_id, subaccount_id, ts_ms)",
+    ),
+)
+
+# The primary key is the dedup: a replayed event is ignored, not an error.
+INSERT = f"""
+INSERT OR IGNORE INTO usage_events ({", ".join(COLUMNS)})
+VALUES ({", ".join("?" for _ in COLUMNS)})
+"""
+
+GENERATION = f"""
+SELECT {", ".join(COLUMNS)}
+FROM usage_events
+WHERE request_id = :request_id
+  AND account_id = :account_id
+  AND (:subaccount_id IS NULL OR subaccount_id = :subaccount_id)
+"""
+
+# SQLite has no percentile aggregate, so each row is ranked inside its
+# (bucket, group) with window functions and the nearest-rank row is picked
+# (see base.py). Bucket starts are UTC: SQLite date functions never apply a
+# local zone unless asked to.
+REPORT = """
+WITH filtered AS (
+    SELECT
+        CASE :bucket
+            WHEN 'hour' THEN (ts_ms / 3600000) * 3600000
+            WHEN 'day' THEN (ts_ms / 86400000) * 86400000
+            WHEN 'month' THEN CAST(strftime('%s', ts_ms / 1000, 'unixepoch', 'start of month') AS INTEGER) * 1000
+        END AS bucket_start_ms,
+        CASE :group_by
+            WHEN 'tag' THEN tag
+            WHEN 'subaccount' THEN subaccount_id
+            WHEN 'model' THEN model
+            WHEN 'provider' THEN provider
+        END AS grp,
+        status, input_units, output_units, cost_micros, total_latency_ms
+    FROM usage_events
+    WHERE account_id = :account_id
+      AND ts_ms >= :from_ms AND ts_ms < :to_ms
+      AND (:subaccount_id IS NULL OR subaccount_id = :subaccount_id)
+      AND (:model IS NULL OR model = :model)
+      AND (:provider IS NULL OR provider = :provider)
+      AND (:tag IS NULL OR tag = :tag)
+),
+ranked AS (
+    SELECT
+        *,
+        ROW_NUMBER() OVER (PARTITION BY bucket_start_ms, grp ORDER BY total_latency_ms) AS latency_rank,
+        COUNT(*) OVER (PARTITION BY bucket_start_ms, grp) AS n
+    FROM filtered
+)
+SELECT
+    bucket_start_ms,
+    grp,
+    COUNT(*) AS request_count,
+    SUM(status >= 400) AS error_count,
+    SUM(input_units) AS total_input_units,
+    SUM(output_units) AS total_output_units,
+    SUM(cost_micros) AS total_cost_micros,
+    MAX(CASE WHEN latency_rank = (n * 50 + 99) / 100 THEN total_latency_ms END) AS p50,
+    MAX(CASE WHEN latency_rank = (n * 95 + 99) / 100 THEN total_latency_ms END) AS p95
+FROM ranked
+GROUP BY bucket_start_ms, grp
+ORDER BY bucket_start_ms ASC NULLS FIRST, grp ASC NULLS FIRST
+"""
+
+SPEND_SINCE = """
+SELECT CASE :by WHEN 'tag' THEN tag ELSE subaccount_id END AS spend_key, SUM(cost_micros) AS spent
+FROM usage_events
+WHERE account_id = :account_id AND ts_ms >= :since_ms
+GROUP BY spend_key
+"""
+
+
+class SqliteUsageStore:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._db: aiosqlite.Connection | None = None
+        # One connection is shared by every caller; overlapping BEGINs on it would fail.
+        self._write_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        await asyncio.to_thread(self._path.parent.mkdir, parents=True, exist_ok=True)
+        # isolation_level=None: transactions are explicit below, never implicit.
+        # The timeout is the busy wait while another process holds the write lock.
+        db = await aiosqlite.connect(self._path, timeout=30.0, isolation_level=None)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL can lose the last commits on power loss, never corrupt;
+            # JetStream redelivers unacked usage, and inserts are idempotent.
+            await db.execute("PRAGMA synchronous=NORMAL")
+            # IMMEDIATE takes the write lock before reading user_version, so two
+            # processes starting together apply each step exactly once.
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                async with db.execute("PRAGMA user_version") as cur:
+                    row = await cur.fetchone()
+                version = int(row[0]) if row else 0
+                for step in SCHEMA[version:]:
+                    for statement in step:
+                        await db.execute(statement)
+                if version < len(SCHEMA):
+                    await db.execute(f"PRAGMA user_version = {len(SCHEMA)}")
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+        except BaseException:
+            await db.close()
+            raise
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("SqliteUsageStore is not open")
+        return self._db
+
+    async def insert(self, events: list[UsageEvent]) -> int:
+        if not events:
+            return 0
+        db = self._conn()
+        rows = [msgspec.structs.astuple(event) for event in events]
+        # One transaction per batch: one WAL commit instead of one per row.
+        async with self._write_lock:
+            await db.execute("BEGIN")
+            try:
+                async with db.executemany(INSERT, rows) as cur:
+                    stored = cur.rowcount  # ignored duplicates do not count
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+        return max(stored, 0)
+
+    async def generation(self, account_id: str, request_id: str, subaccount_id: str | None) -> UsageEvent | None:
+        params = {"account_id": account_id, "request_id": request_id, "subaccount_id": subaccount_id}
+        async with self._conn().execute(GENERATION, params) as cur:
+            row = await cur.fetchone()
+        return None if row is None else to_event(COLUMNS, row)
+
+    async def report(self, query: ReportQuery) -> list[ReportRow]:
+        async with self._conn().execute(REPORT, report_params(query)) as cur:
+            rows = await cur.fetchall()
+        return to_report_rows(rows)
+
+    async def spend_since(self, account_id: str, since_ms: int, by: SpendBy) -> dict[str | None, int]:
+        async with self._conn().execute(SPEND_SINCE, spend_params(account_id, since_ms, by)) as cur:
+            rows = await cur.fetchall()
+        return {key: int(spent) for key, spent in rows}
