@@ -32,6 +32,35 @@ class SpendStatus(msgspec.Struct, kw_only=True):
     exceeded: bool
 
 
+class BudgetRecord(msgspec.Struct, kw_only=True):
+    """A monthly budget for one tag: alerts (usage.threshold.exceeded) at percentages of the cap."""
+
+    id: str  # derived from account and tag: one budget per tag, POST again to change it
+    account_id: str
+    tag: str
+    cap_cents: int
+    thresholds: list[int]  # percent of the cap, ascending
+    created_at: int
+    month: str = ""  # the month `notified` refers to
+    notified: list[int] = []  # thresholds already announced this month
+
+
+class WalletRecord(msgspec.Struct, kw_only=True):
+    """An account's prepaid balance. Exists once the account is first topped up; from then on
+    the edge refuses the account's traffic with 402 when the balance is exhausted."""
+
+    account_id: str
+    credited_micros: int  # all top-ups
+    since_ms: int  # spend counts against the wallet from its first top-up on
+    low_micros: int  # balance.low fires when the balance drops below this
+    balance_micros: int  # credited - spend since `since_ms`, as last computed by the ledger
+    exhausted: bool = False
+    low_notified: bool = False
+    exhausted_notified: bool = False
+
+
 encode = msgspec.json.Encoder().encode
+decode_budget = msgspec.json.Decoder(BudgetRecord).decode
+decode_wallet = msgspec.json.Decoder(WalletRecord).decode
 decode_subaccount = msgspec.json.Decoder(SubAccountRecord).decode
 decode_spend = msgspec.json.Decoder(SpendStatus).decode

@@ -29,6 +29,9 @@ LEDGER_QUEUE: Final = "ledger"
 KV_API_KEYS: Final = "sb_api_keys"
 KV_SUBACCOUNTS: Final = "sb_subaccounts"
 KV_SPEND: Final = "sb_spend"
+KV_BUDGETS: Final = "sb_budgets"
+KV_WALLETS: Final = "sb_wallets"
+KV_LEDGER_STATE: Final = "sb_ledger_state"
 
 # JetStream streams and their subjects (definitions in libs/contracts/streams.py).
 STREAM_USAGE: Final = "USAGE"

@@ -59,8 +59,11 @@ class KvMirror(Generic[T]):
 
     async def wait_for(self, key: str, present: bool = True, timeout_s: float = 5.0) -> bool:
         """Until our own write has come back through the watch (read-your-writes)."""
+        return await self.wait_until(lambda entries: (key in entries) == present, timeout_s)
+
+    async def wait_until(self, condition: Callable[[dict[str, T]], bool], timeout_s: float = 5.0) -> bool:
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while (key in self.entries) != present:
+        while not condition(self.entries):
             if asyncio.get_running_loop().time() > deadline:
                 return False
             await asyncio.sleep(0.01)

@@ -6,11 +6,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from libs.contracts import subjects
+from libs.contracts import errors, subjects
 from libs.contracts.bus import ledger as ledger_bus
 from libs.contracts.http import accounts as http
-from libs.contracts.keys import SCOPE_ADMIN
-from services.edge.errors import REQUEST_ID
+from libs.contracts.keys import SCOPE_ADMIN, SCOPE_READ_USAGE
+from services.edge.errors import REQUEST_ID, GatewayError
 from services.edge.relay import reply_response, request_reply
 from services.edge.state import EDGE, EdgeState
 from services.edge.validation import validate
@@ -21,13 +21,18 @@ _BODIES: dict[str, Any] = {
     "subaccount.update": msgspec.json.Decoder(http.SubAccountUpdate).decode,
     "key.create": msgspec.json.Decoder(http.KeyCreate).decode,
     "key.update": msgspec.json.Decoder(http.KeyUpdate).decode,
+    "budget.create": msgspec.json.Decoder(http.BudgetCreate).decode,
+    "balance.topup": msgspec.json.Decoder(http.TopUp).decode,
 }
 
 
-def _handler(op: str, with_id: bool = False) -> Any:
+def _handler(op: str, with_id: bool = False, scope: str = SCOPE_ADMIN) -> Any:
     async def handle(request: web.Request) -> web.StreamResponse:
         state: EdgeState = request.app[EDGE]
-        principal = state.keys.check(request.headers, SCOPE_ADMIN).principal
+        principal = state.keys.check(request.headers, scope).principal
+        if principal.subaccount_id is not None and scope == SCOPE_READ_USAGE:
+            # Balances, budgets: account-level facts a customer's sub-account key does not see.
+            raise GatewayError(403, errors.PERMISSION, "Sub-account keys cannot read account-level data.")
         body = b""
         if op in _BODIES:
             body = await request.read()
@@ -54,3 +59,8 @@ def add_routes(app: web.Application) -> None:
     add.add_get("/v1/management/keys/{id}", _handler("key.get", with_id=True))
     add.add_patch("/v1/management/keys/{id}", _handler("key.update", with_id=True))
     add.add_delete("/v1/management/keys/{id}", _handler("key.delete", with_id=True))
+    add.add_post("/v1/budgets", _handler("budget.create"))
+    add.add_get("/v1/budgets", _handler("budget.list", scope=SCOPE_READ_USAGE))
+    add.add_delete("/v1/budgets/{id}", _handler("budget.delete", with_id=True))
+    add.add_get("/v1/balance", _handler("balance.get", scope=SCOPE_READ_USAGE))
+    add.add_post("/v1/balance/top-up", _handler("balance.topup"))

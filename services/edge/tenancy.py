@@ -11,7 +11,7 @@ import time
 from nats.js import JetStreamContext
 
 from libs.contracts import accounts, errors, subjects
-from libs.contracts.accounts import SpendStatus, SubAccountRecord
+from libs.contracts.accounts import SpendStatus, SubAccountRecord, WalletRecord
 from libs.contracts.bus.inference import Principal
 from libs.contracts.money import cents
 from libs.runtime.kv_mirror import KvMirror
@@ -40,22 +40,29 @@ class Tenancy:
     def __init__(self) -> None:
         self.subaccounts: KvMirror[SubAccountRecord] = KvMirror(subjects.KV_SUBACCOUNTS, accounts.decode_subaccount)
         self.spend: KvMirror[SpendStatus] = KvMirror(subjects.KV_SPEND, accounts.decode_spend)
+        self.wallets: KvMirror[WalletRecord] = KvMirror(subjects.KV_WALLETS, accounts.decode_wallet)
+        self._mirrors = (self.subaccounts, self.spend, self.wallets)
         self._month = _Month()
 
     async def start(self, js: JetStreamContext) -> None:
-        await self.subaccounts.start(js)
-        await self.spend.start(js)
+        for mirror in self._mirrors:
+            await mirror.start(js)
 
     async def resync(self) -> None:
-        await self.subaccounts.resync()
-        await self.spend.resync()
+        for mirror in self._mirrors:
+            await mirror.resync()
 
     async def stop(self) -> None:
-        await self.subaccounts.stop()
-        await self.spend.stop()
+        for mirror in self._mirrors:
+            await mirror.stop()
 
     def admit(self, principal: Principal) -> SubAccountRecord | None:
-        """The caller's sub-account (None for the root account); 402 if it is at its cap."""
+        """The caller's sub-account (None for the root account); 402 if it is at its cap or the
+        account's prepaid balance is exhausted."""
+        wallet = self.wallets.entries.get(principal.account_id)
+        if wallet is not None and wallet.exhausted:
+            raise GatewayError(402, errors.BUDGET_EXCEEDED,
+                               "The account's prepaid balance is exhausted. Top it up with POST /v1/balance/top-up.")
         if principal.subaccount_id is None:
             return None
         sub = self.subaccounts.entries.get(principal.subaccount_id)

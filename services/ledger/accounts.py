@@ -6,21 +6,19 @@ so any ledger replica can serve any call. Every answer is scoped to the
 caller's account: another account's id is indistinguishable from an unknown one.
 """
 
-import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import msgspec
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from libs.contracts import errors
 from libs.contracts.accounts import SubAccountRecord, decode_subaccount
 from libs.contracts.accounts import encode as encode_account
 from libs.contracts.bus import events
-from libs.contracts.bus.inference import Failure, Principal, Reply
+from libs.contracts.bus.inference import Failure, Principal
 from libs.contracts.bus.ledger import AdminRequest
-from libs.contracts.errors import ErrorBody
 from libs.contracts.http import accounts as http
 from libs.contracts.keys import (
     ADMIN_KEY_ID,
@@ -33,24 +31,11 @@ from libs.contracts.keys import (
     mint_key,
 )
 from libs.runtime.kv_mirror import KvMirror
+from services.ledger.admin_ops import Answer, Ops, fail, not_found, ok
 from services.ledger.events import EventPublisher
 from services.ledger.spend import SpendTracker
 
-_encode = msgspec.json.Encoder().encode
 _RETRIES = 5
-Answer = Reply | Failure
-
-
-def _fail(status: int, type_: str, message: str, param: str | None = None) -> Failure:
-    return Failure(ErrorBody(message, type_, status, param))
-
-
-def _not_found(kind: str, id_: str | None) -> Failure:
-    return _fail(404, errors.INVALID_REQUEST, f"No {kind} with id '{id_}' in this account.", "id")
-
-
-def _ok(body: msgspec.Struct) -> Reply:
-    return Reply(200, _encode(body))
 
 
 class Accounts:
@@ -60,22 +45,13 @@ class Accounts:
         self._subs = subaccounts
         self._spend = spend
         self._events = events_out
-        self._ops: dict[str, Callable[[AdminRequest], Awaitable[Answer]]] = {
+        self.ops: Ops = {
             "subaccount.create": self._create_sub, "subaccount.list": self._list_subs,
             "subaccount.get": self._get_sub, "subaccount.update": self._update_sub,
             "subaccount.delete": self._delete_sub, "subaccount.rotate": self._rotate_sub,
             "key.create": self._create_key, "key.list": self._list_keys, "key.get": self._get_key,
             "key.update": self._update_key, "key.delete": self._delete_key,
         }
-
-    async def handle(self, request: AdminRequest) -> Answer:
-        op = self._ops.get(request.op)
-        if op is None:
-            return _fail(400, errors.INVALID_REQUEST, f"unknown management operation {request.op!r}")
-        try:
-            return await op(request)
-        except msgspec.ValidationError as exc:
-            return _fail(400, errors.INVALID_REQUEST, f"Invalid request body: {exc}")
 
     # --- sub-accounts ------------------------------------------------------------------------
 
@@ -116,16 +92,16 @@ class Accounts:
         await self._events.emit(events.SUBACCOUNT_CREATED, sub.account_id,
                                 {"sub_account_id": sub.id, "name": sub.name, "external_ref": sub.external_ref,
                                  "spend_cap_cents": sub.spend_cap_cents})
-        return _ok(self._view(sub, plaintext))
+        return ok(self._view(sub, plaintext))
 
     async def _list_subs(self, request: AdminRequest) -> Answer:
         subs = sorted((s for s in self._subs.entries.values() if s.account_id == request.principal.account_id),
                       key=lambda s: (s.created_at, s.id))
-        return _ok(http.ListOf(data=[self._view(s) for s in subs]))
+        return ok(http.ListOf(data=[self._view(s) for s in subs]))
 
     async def _get_sub(self, request: AdminRequest) -> Answer:
         sub = self._owned_sub(request.principal, request.target_id)
-        return _ok(self._view(sub)) if sub else _not_found("sub-account", request.target_id)
+        return ok(self._view(sub)) if sub else not_found("sub-account", request.target_id)
 
     async def _update_sub(self, request: AdminRequest) -> Answer:
         changes = msgspec.json.decode(request.body, type=http.SubAccountUpdate)
@@ -138,7 +114,7 @@ class Accounts:
         if isinstance(updated, Failure):
             return updated
         await self._spend.refresh(updated)
-        return _ok(self._view(updated))
+        return ok(self._view(updated))
 
     async def _cas_sub(self, principal: Principal, id_: str | None,
                        change: Callable[[SubAccountRecord], SubAccountRecord]) -> SubAccountRecord | Failure:
@@ -146,10 +122,13 @@ class Accounts:
         assert self._subs.kv is not None
         for _ in range(_RETRIES):
             if self._owned_sub(principal, id_) is None:
-                return _not_found("sub-account", id_)
-            entry = await self._subs.kv.get(id_)
+                return not_found("sub-account", id_)
+            try:
+                entry = await self._subs.kv.get(id_)
+            except KeyNotFoundError:
+                return not_found("sub-account", id_)
             if entry.value is None:
-                return _not_found("sub-account", id_)
+                return not_found("sub-account", id_)
             updated = change(decode_subaccount(entry.value))
             try:
                 await self._subs.kv.update(id_, encode_account(updated), last=entry.revision)
@@ -157,18 +136,15 @@ class Accounts:
                 continue
             await self._wait_value(id_, updated)
             return updated
-        return _fail(409, errors.INVALID_REQUEST, "The sub-account changed concurrently; retry.")
+        return fail(409, errors.INVALID_REQUEST, "The sub-account changed concurrently; retry.")
 
     async def _wait_value(self, id_: str, value: SubAccountRecord) -> None:
-        for _ in range(500):
-            if self._subs.entries.get(id_) == value:
-                return
-            await asyncio.sleep(0.01)
+        await self._subs.wait_until(lambda entries: entries.get(id_) == value)
 
     async def _delete_sub(self, request: AdminRequest) -> Answer:
         sub = self._owned_sub(request.principal, request.target_id)
         if sub is None:
-            return _not_found("sub-account", request.target_id)
+            return not_found("sub-account", request.target_id)
         assert self._subs.kv is not None and self._keys.kv is not None
         # Revoke first: once the key records are gone, every edge refuses them.
         for digest, record in list(self._keys.entries.items()):
@@ -176,12 +152,12 @@ class Accounts:
                 await self._keys.kv.delete(digest)
         await self._subs.kv.delete(sub.id)
         await self._subs.wait_for(sub.id, present=False)
-        return _ok(http.Deleted(id=sub.id, object="sub_account"))
+        return ok(http.Deleted(id=sub.id, object="sub_account"))
 
     async def _rotate_sub(self, request: AdminRequest) -> Answer:
         sub = self._owned_sub(request.principal, request.target_id)
         if sub is None:
-            return _not_found("sub-account", request.target_id)
+            return not_found("sub-account", request.target_id)
         plaintext, key_id = await self._mint_sub_key(sub)
         old = [d for d, r in self._keys.entries.items() if r.subaccount_id == sub.id and r.key_id != key_id]
         updated = await self._cas_sub(request.principal, sub.id,
@@ -193,7 +169,7 @@ class Accounts:
             await self._keys.kv.delete(digest)
         await self._keys.wait_for(hash_key(plaintext))
         await self._events.emit(events.KEY_ROTATED, sub.account_id, {"sub_account_id": sub.id, "key_id": key_id})
-        return _ok(self._view(updated, plaintext))
+        return ok(self._view(updated, plaintext))
 
     # --- management keys (the account's own keys) ---------------------------------------------
 
@@ -217,43 +193,46 @@ class Accounts:
         assert self._keys.kv is not None
         await self._keys.kv.create(hash_key(plaintext), encode_record(record))
         await self._keys.wait_for(hash_key(plaintext))
-        return _ok(self._key_view(record, plaintext))
+        return ok(self._key_view(record, plaintext))
 
     async def _list_keys(self, request: AdminRequest) -> Answer:
         records = sorted((r for r in self._keys.entries.values()
                           if r.account_id == request.principal.account_id and r.subaccount_id is None),
                          key=lambda r: (r.created_at, r.key_id))
-        return _ok(http.ListOf(data=[self._key_view(r) for r in records]))
+        return ok(http.ListOf(data=[self._key_view(r) for r in records]))
 
     async def _get_key(self, request: AdminRequest) -> Answer:
         found = self._owned_key(request.principal, request.target_id)
-        return _ok(self._key_view(found[1])) if found else _not_found("key", request.target_id)
+        return ok(self._key_view(found[1])) if found else not_found("key", request.target_id)
 
     async def _update_key(self, request: AdminRequest) -> Answer:
         changes = msgspec.json.decode(request.body, type=http.KeyUpdate)
         found = self._owned_key(request.principal, request.target_id)
         if found is None:
-            return _not_found("key", request.target_id)
+            return not_found("key", request.target_id)
         if found[1].key_id == ADMIN_KEY_ID:
-            return _fail(400, errors.INVALID_REQUEST, "The bootstrap admin key is managed by SWITCHBOARD_ADMIN_KEY.")
+            return fail(400, errors.INVALID_REQUEST, "The bootstrap admin key is managed by SWITCHBOARD_ADMIN_KEY.")
         digest = found[0]
         fields = {f: getattr(changes, f) for f in changes.__struct_fields__ if getattr(changes, f) is not msgspec.UNSET}
         if "scopes" in fields:
             fields["scopes"] = tuple(dict.fromkeys(fields["scopes"]))
         assert self._keys.kv is not None
-        entry = await self._keys.kv.get(digest)
+        try:
+            entry = await self._keys.kv.get(digest)
+        except KeyNotFoundError:
+            return not_found("key", request.target_id)
         updated = msgspec.structs.replace(decode_record(entry.value or b""), **fields)
         try:
             await self._keys.kv.update(digest, encode_record(updated), last=entry.revision)
         except KeyWrongLastSequenceError:
-            return _fail(409, errors.INVALID_REQUEST, "The key changed concurrently; retry.")
-        return _ok(self._key_view(updated))
+            return fail(409, errors.INVALID_REQUEST, "The key changed concurrently; retry.")
+        return ok(self._key_view(updated))
 
     async def _delete_key(self, request: AdminRequest) -> Answer:
         found = self._owned_key(request.principal, request.target_id)
         if found is None:
-            return _not_found("key", request.target_id)
+            return not_found("key", request.target_id)
         assert self._keys.kv is not None
         await self._keys.kv.delete(found[0])
         await self._keys.wait_for(found[0], present=False)
-        return _ok(http.Deleted(id=found[1].key_id, object="api_key"))
+        return ok(http.Deleted(id=found[1].key_id, object="api_key"))

@@ -22,6 +22,9 @@ from services.ledger.stores.base import UsageStore
 
 log = structlog.get_logger()
 BATCH = 500
+# A batch handed to a ledger that dies is redelivered after this long: short enough that
+# a restarted ledger catches up quickly, long enough for one batch insert (milliseconds).
+ACK_WAIT_S = 10.0
 _MAX_BACKOFF_S = 5.0
 
 
@@ -48,7 +51,7 @@ class Ingestor:
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         return await self._js.pull_subscribe(
             subjects.USAGE_EVENTS, durable=subjects.LEDGER_CONSUMER, stream=subjects.STREAM_USAGE,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_ack_pending=50_000),
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_ack_pending=50_000),
         )
 
     async def _run(self) -> None:

@@ -12,19 +12,24 @@ from nats.aio.msg import Msg
 from libs.contracts import accounts, errors, streams, subjects
 from libs.contracts.bus import ledger as ledger_bus
 from libs.contracts.bus.inference import Failure, Reply, encode
+from libs.contracts.bus.usage import UsageEvent
 from libs.contracts.errors import ErrorBody
 from libs.contracts.keys import decode_record
-from libs.runtime.env import data_dir, env_str, nats_url
+from libs.runtime.env import data_dir, env_float, env_str, nats_url
 from libs.runtime.jetstream import ensure_stream
-from libs.runtime.kv_mirror import KvMirror
+from libs.runtime.kv_mirror import KvMirror, open_bucket
 from libs.runtime.nats_conn import connect_nats
 from services.ledger import queries
 from services.ledger.accounts import Accounts
+from services.ledger.admin_ops import dispatch
+from services.ledger.budgets import Budgets
+from services.ledger.daily import DailySummary
 from services.ledger.events import EventPublisher
 from services.ledger.ingest import Ingestor
 from services.ledger.spend import SpendTracker
 from services.ledger.stores import open_store
 from services.ledger.stores.base import UsageStore
+from services.ledger.wallets import Wallets
 
 log = structlog.get_logger()
 
@@ -36,16 +41,17 @@ class LedgerService:
         self.keys = KvMirror(subjects.KV_API_KEYS, decode_record)
         self.subaccounts = KvMirror(subjects.KV_SUBACCOUNTS, accounts.decode_subaccount)
         self.spend = KvMirror(subjects.KV_SPEND, accounts.decode_spend)
+        self._mirrors: list[KvMirror] = [self.keys, self.subaccounts, self.spend]  # type: ignore[type-arg]
         self._nc: Client | None = None
         self._ingestor: Ingestor | None = None
-        self._accounts: Accounts | None = None
+        self._daily: DailySummary | None = None
 
     @property
     def ready(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 
     async def _resync(self) -> None:
-        for mirror in (self.keys, self.subaccounts, self.spend):
+        for mirror in self._mirrors:
             await mirror.resync()
 
     async def start(self) -> None:
@@ -58,15 +64,30 @@ class LedgerService:
             await mirror.start(js)
         events_out = EventPublisher(js)
         tracker = SpendTracker(self.store, self.spend, self.subaccounts, events_out)
-        self._accounts = Accounts(self.keys, self.subaccounts, tracker, events_out)
-        self._ingestor = Ingestor(js, self.store, on_stored=tracker.after_batch)
+        budgets = Budgets(self.store, events_out)
+        wallets = Wallets(self.store, events_out)
+        self._mirrors += [budgets.mirror, wallets.mirror]
+        await budgets.mirror.start(js)
+        await wallets.mirror.start(js)
+        ops = {**Accounts(self.keys, self.subaccounts, tracker, events_out).ops, **budgets.ops, **wallets.ops}
+
+        async def after_batch(batch: list[UsageEvent]) -> None:
+            # Each watcher reads fresh totals from the store; none of them blocks ingestion for long.
+            await tracker.after_batch(batch)
+            await budgets.after_batch(batch)
+            await wallets.after_batch(batch)
+
+        self._ingestor = Ingestor(js, self.store, on_stored=after_batch)
         await self._ingestor.start()
-        accounts_api = self._accounts
+        self._daily = DailySummary(self.store, await open_bucket(js, subjects.KV_LEDGER_STATE),
+                                   lambda: {record.account_id for record in self.keys.entries.values()}, events_out,
+                                   env_float("SWITCHBOARD_DAILY_SUMMARY_INTERVAL_S", 60.0))
+        self._daily.start()
         await self._serve(subjects.LEDGER_GENERATION,
                           lambda data: queries.generation(self.store, ledger_bus.decode_generation_query(data)))
         await self._serve(subjects.LEDGER_REPORT,
                           lambda data: queries.report(self.store, ledger_bus.decode_report_query(data)))
-        await self._serve(subjects.LEDGER_ADMIN, lambda data: accounts_api.handle(ledger_bus.decode_admin(data)))
+        await self._serve(subjects.LEDGER_ADMIN, lambda data: dispatch(ops, ledger_bus.decode_admin(data)))
         await self._nc.flush()
         log.info("ledger_ready", store=type(self.store).__name__)
 
@@ -88,7 +109,9 @@ class LedgerService:
     async def stop(self) -> None:
         if self._ingestor is not None:
             await self._ingestor.stop()
-        for mirror in (self.keys, self.subaccounts, self.spend):
+        if self._daily is not None:
+            await self._daily.stop()
+        for mirror in self._mirrors:
             await mirror.stop()
         if self._nc is not None and self._nc.is_connected:
             await self._nc.drain()

@@ -81,14 +81,21 @@ def test_ledger_killed_under_load_loses_and_doubles_nothing(private_gateway: Clu
     done.set()
     killer.join()
 
+    last: list[object] = []
+
     def complete() -> dict | None:
         response = call(private_gateway, "GET", f"/sub-accounts/{sub['id']}/usage")
+        last[:] = [response.status_code, response.text[-300:]]
         if response.status_code != 200:
             return None
         report = response.json()
         return report if report["total"]["requests"] >= 200 else None
 
-    report = eventually(complete, 30)
+    try:
+        report = eventually(complete, 30)
+    except AssertionError:
+        logs = "\n".join(p.read_text()[-3000:] for p in private_gateway.log_dir.glob("ledger-*.log"))
+        raise AssertionError(f"{last}\n{logs}") from None
     time.sleep(1.0)  # anything doubled would have landed by now
     report = call(private_gateway, "GET", f"/sub-accounts/{sub['id']}/usage").json()
     assert report["total"]["requests"] == 200

@@ -25,6 +25,7 @@ class AdminRequest(msgspec.Struct, array_like=True):
 ADMIN_OPS = (
     "subaccount.create", "subaccount.list", "subaccount.get", "subaccount.update", "subaccount.delete",
     "subaccount.rotate", "key.create", "key.list", "key.get", "key.update", "key.delete",
+    "budget.create", "budget.list", "budget.delete", "balance.get", "balance.topup",
 )
 
 encode = msgspec.msgpack.Encoder().encode

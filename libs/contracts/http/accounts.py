@@ -79,8 +79,40 @@ class KeyView(msgspec.Struct):
     object: str = "api_key"
 
 
+class BudgetCreate(msgspec.Struct, forbid_unknown_fields=True):
+    tag: Tag
+    cap_cents: Annotated[int, msgspec.Meta(ge=1)]
+    # Extension: alert at these percentages of the cap (default 50, 80, 100).
+    alert_thresholds: Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=1000)]],
+                                msgspec.Meta(min_length=1, max_length=10)] | None = None
+
+
+class BudgetView(msgspec.Struct):
+    id: str
+    tag: str
+    cap_cents: int
+    alert_thresholds: list[int]
+    spent_cents_this_month: float
+    created: int
+    object: str = "budget"
+
+
+class TopUp(msgspec.Struct, forbid_unknown_fields=True):
+    cents: Annotated[int, msgspec.Meta(ge=1)]
+    low_balance_cents: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class Balance(msgspec.Struct):
+    cents: int
+    usd: float
+    credited_cents: int
+    low_balance_cents: int
+    exhausted: bool
+    object: str = "balance"
+
+
 class ListOf(msgspec.Struct):
-    data: list[SubAccountView] | list[KeyView]
+    data: list[msgspec.Struct]  # SubAccountView, KeyView or BudgetView
     object: str = "list"
 
 
