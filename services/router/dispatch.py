@@ -34,7 +34,7 @@ log = structlog.get_logger()
 
 class Dispatcher:
     def __init__(self, nc: Client, catalog: Catalog, providers: dict[str, ProviderAdapter], pricing: Pricing,
-                 usage: UsagePublisher) -> None:
+                 usage: UsagePublisher | None) -> None:
         self._nc = nc
         self._catalog = catalog
         self._providers = providers
@@ -129,6 +129,8 @@ class Dispatcher:
 
     def _meter(self, request: InferenceRequest, route: Route, meta: DispatchMeta, status: int,
                error_type: str | None, total_ms: float) -> None:
+        if self._usage is None:
+            return
         usage, cost = meta.usage, meta.cost
         principal = request.principal
         self._usage.submit(UsageEvent(

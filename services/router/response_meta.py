@@ -7,7 +7,6 @@ from libs.contracts.http.meta import MetaCost, MetaTiming, MetaUsage, ResponseMe
 from libs.contracts.money import cents
 
 DONE_EVENT = b"data: [DONE]\n\n"
-_decode_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -30,13 +29,18 @@ def build_meta(request_id: str, meta: DispatchMeta, total_latency_ms: float, gen
 
 
 def with_meta(body: bytes, meta: ResponseMeta) -> bytes:
-    """The JSON object `body` with `meta` added; other fields are kept as raw bytes."""
-    try:
-        fields = _decode_fields(body)
-    except msgspec.DecodeError:
-        return body  # not a JSON object (the adapter already vetted it): leave it alone
-    fields["meta"] = msgspec.Raw(_encode(meta))
-    return _encode(fields)
+    """The JSON object `body` with `meta` appended as its last member.
+
+    Spliced in before the closing brace rather than decoded and re-encoded: the
+    adapter has already proved the body is a well-formed JSON object, and this
+    runs on every answer.
+    """
+    head = body.rstrip()
+    if not head.endswith(b"}"):
+        return body  # not an object: leave it alone
+    head = head[:-1].rstrip()
+    separator = b"" if head.endswith(b"{") else b","
+    return head + separator + b'"meta":' + _encode(meta) + b"}"
 
 
 def stream_tail(usage_chunk: bytes | None, meta: ResponseMeta, include_usage: bool) -> bytes:

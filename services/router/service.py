@@ -53,8 +53,11 @@ class RouterService:
         self._nc = await connect_nats(nats_url(), "switchboard-router")
         js = self._nc.jetstream()
         await ensure_stream(js, streams.USAGE)
-        self._usage = UsagePublisher(js)
-        self._usage.start()
+        # Metering off (SWITCHBOARD_METERING=0) exists to measure what metering costs; a
+        # production gateway always meters.
+        if env_str("SWITCHBOARD_METERING", "1") != "0":
+            self._usage = UsagePublisher(js)
+            self._usage.start()
         self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers, self.pricing, self._usage)
         for subject in (subjects.INFER_CHAT, subjects.INFER_EMBEDDINGS):
             await self._nc.subscribe(subject, queue=subjects.ROUTER_QUEUE, cb=self._on_inference,

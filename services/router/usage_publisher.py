@@ -1,28 +1,37 @@
 """Usage events onto JetStream without holding up any reply.
 
-The dispatcher hands each event over after its reply is sent; workers publish
-with the request id as Nats-Msg-Id (the stream drops duplicates) and retry with
-backoff until the stream acknowledges, so a NATS blip delays metering rather
-than losing it. The outbox is bounded: if NATS stays away long enough to fill
-it, the oldest events are the ones counted as lost (logged), never the replies.
+The dispatcher hands each event over after its reply is sent. Events are
+gathered into batches (up to `max_batch` events or `linger_s` seconds,
+whichever comes first) so the stream, the server's disk and the ledger see
+one message per batch instead of one per request. Workers publish each batch
+with a message id derived from its request ids (the stream drops a repeat) and
+retry with backoff until the stream acknowledges, so a NATS blip delays
+metering rather than losing it. The outbox is bounded: if NATS stays away long
+enough to fill it, the oldest batches are the ones lost (logged), never replies.
 """
 
 import asyncio
+import hashlib
 
 import structlog
 from nats.js import JetStreamContext
 
 from libs.contracts import subjects
-from libs.contracts.bus.usage import UsageEvent, encode
+from libs.contracts.bus.usage import UsageBatch, UsageEvent, encode
 
 log = structlog.get_logger()
 _MAX_BACKOFF_S = 2.0
 
 
 class UsagePublisher:
-    def __init__(self, js: JetStreamContext, max_pending: int = 100_000, workers: int = 16) -> None:
+    def __init__(self, js: JetStreamContext, max_batch: int = 256, linger_s: float = 0.02,
+                 max_pending_batches: int = 2_000, workers: int = 4) -> None:
         self._js = js
-        self._queue: asyncio.Queue[UsageEvent] = asyncio.Queue(max_pending)
+        self._max_batch = max_batch
+        self._linger_s = linger_s
+        self._queue: asyncio.Queue[list[UsageEvent]] = asyncio.Queue(max_pending_batches)
+        self._batch: list[UsageEvent] = []
+        self._timer: asyncio.TimerHandle | None = None
         self._workers_count = workers
         self._workers: list[asyncio.Task[None]] = []
         self.dropped = 0
@@ -32,37 +41,52 @@ class UsagePublisher:
         self._workers = [loop.create_task(self._work()) for _ in range(self._workers_count)]
 
     def submit(self, event: UsageEvent) -> None:
+        self._batch.append(event)
+        if len(self._batch) >= self._max_batch:
+            self._seal()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._linger_s, self._seal)
+
+    def _seal(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait(batch)
         except asyncio.QueueFull:
-            self._queue.get_nowait()
+            lost = self._queue.get_nowait()
             self._queue.task_done()
-            self._queue.put_nowait(event)
-            self.dropped += 1
+            self._queue.put_nowait(batch)
+            self.dropped += len(lost)
             log.error("usage_outbox_full", dropped=self.dropped)
 
     async def stop(self, grace_s: float = 5.0) -> None:
+        self._seal()
         try:
             await asyncio.wait_for(self._queue.join(), grace_s)
         except TimeoutError:
-            log.error("usage_unpublished_at_stop", pending=self._queue.qsize())
+            log.error("usage_unpublished_at_stop", pending_batches=self._queue.qsize())
         for worker in self._workers:
             worker.cancel()
 
     async def _work(self) -> None:
         while True:
-            event = await self._queue.get()
-            payload = encode(event)
+            batch = await self._queue.get()
+            payload = encode(UsageBatch(batch))
+            msg_id = hashlib.sha256("\n".join(e.request_id for e in batch).encode()).hexdigest()
             backoff = 0.05
             while True:
                 try:
-                    await self._js.publish(subjects.USAGE_EVENTS, payload,
-                                           headers={"Nats-Msg-Id": event.request_id}, timeout=2)
+                    await self._js.publish(subjects.USAGE_EVENTS, payload, headers={"Nats-Msg-Id": msg_id},
+                                           timeout=2)
                     self._queue.task_done()
                     break
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # NATS down, reconnecting, or the ack timed out: retry
-                    log.warning("usage_publish_retry", request_id=event.request_id, error=repr(exc))
+                    log.warning("usage_publish_retry", events=len(batch), error=repr(exc))
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, _MAX_BACKOFF_S)

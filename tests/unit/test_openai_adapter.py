@@ -327,3 +327,4 @@ async def test_stream_wrong_content_type_is_malformed(upstream: Upstream, adapte
     upstream.handler = lambda r: _json(COMPLETION)
     exc = await _upstream_error(adapter.open_stream(OP_CHAT, "m", b'{"model":"t/m","stream":true}'))
     assert exc.kind == "malformed" and "event stream" in exc.message
+

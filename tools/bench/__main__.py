@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from libs.contracts.keys import mint_key
+from tools.bench.ingest import measure as measure_ingest
 from tools.bench.loadgen import RunResult, Target, run_closed, run_fixed_rate, run_wrk
 from tools.cli.processes import ManagedProcess, free_port, spawn, start_module, start_nats, wait_http_ok
 
@@ -25,9 +26,9 @@ CHAT = {"messages": [{"role": "user", "content": "Summarise the benefits of a ga
 TARGETS = ("direct", "floor", "gateway")
 
 
-def _start(root: Path, upstream_ms: int) -> tuple[list[ManagedProcess], dict[str, str], str]:
+def _start(root: Path, upstream_ms: int, metering: bool = True) -> tuple[list[ManagedProcess], dict[str, str], str]:
     logs = root / "logs"
-    nats_port, sim_port, edge_port, floor_port, health = (free_port() for _ in range(5))
+    nats_port, sim_port, edge_port, floor_port, health, ledger_health = (free_port() for _ in range(6))
     nats_url, sim_url = f"nats://127.0.0.1:{nats_port}", f"http://127.0.0.1:{sim_port}/v1"
     procs = [start_nats(root, nats_port, logs)]
     env = {**os.environ, "SIM_PORT": str(sim_port), "SIM_LATENCY_MS": str(upstream_ms),
@@ -38,7 +39,11 @@ def _start(root: Path, upstream_ms: int) -> tuple[list[ManagedProcess], dict[str
     admin = mint_key()
     env = {**env, "SWITCHBOARD_NATS_URL": nats_url, "SWITCHBOARD_ADMIN_KEY": admin,
            "SWITCHBOARD_HTTP_PORT": str(edge_port), "SWITCHBOARD_ROUTER_HEALTH_PORT": str(health),
-           "SWITCHBOARD_DATA_DIR": str(root), "SIM_API_KEY": "bench", "SIM_BASE_URL": sim_url}
+           "SWITCHBOARD_DATA_DIR": str(root), "SIM_API_KEY": "bench", "SIM_BASE_URL": sim_url,
+           "SWITCHBOARD_LEDGER_HEALTH_PORT": str(ledger_health), "SWITCHBOARD_METERING": "1" if metering else "0"}
+    if metering:
+        procs.append(start_module("ledger", "services.ledger", env, logs))
+        wait_http_ok(f"http://127.0.0.1:{ledger_health}/readyz", 30, procs[-1].popen)
     procs.append(start_module("router", "services.router", env, logs))
     wait_http_ok(f"http://127.0.0.1:{health}/readyz", 30, procs[-1].popen)
     procs.append(start_module("edge", "services.edge", env, logs))
@@ -86,6 +91,22 @@ def _table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def _metering_cost(root: Path, upstream_ms: int, seconds: float,
+                   rows: list[dict[str, object]]) -> list[tuple[str, dict[str, object], dict[str, object]]]:
+    """The same gateway with usage publishing off, against the metered rows measured above."""
+    procs, urls, admin = _start(root / "no-metering", upstream_ms, metering=False)
+    try:
+        target = _targets(urls, admin, stream=False)["gateway"]
+        run_closed(target, 2, 2)
+        off = {"1 connection, sequential": run_closed(target, 1, seconds),
+               "500 rps fixed": run_fixed_rate(target, 500, seconds, upstream_ms + 25.0)}
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+    on = {r["scenario"]: r["gateway"] for r in rows}
+    return [(label, on[label], asdict(result)) for label, result in off.items() if label in on]
+
+
 def main() -> None:
     seconds = float(os.environ.get("BENCH_SECONDS", "10"))
     rates = [float(r) for r in os.environ.get("BENCH_RATES", "200,500,1000").split(",") if r]
@@ -113,13 +134,24 @@ def main() -> None:
     finally:
         for proc in reversed(procs):
             proc.stop()
+    metering = _metering_cost(root, upstream_ms, seconds, rows)
+    ingest = {store: measure_ingest(root / "ingest", store, int(os.environ.get("BENCH_INGEST_EVENTS", "20000")))
+              for store in ("sqlite", "clickhouse")}
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "upstream_latency_ms": upstream_ms,
-              "seconds_per_run": seconds, "cpus": os.cpu_count(), "rows": rows}
+              "seconds_per_run": seconds, "cpus": os.cpu_count(), "rows": rows, "metering": metering,
+              "ledger_ingest": ingest}
     out_dir = Path("bench-results")
     out_dir.mkdir(exist_ok=True)
     path = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(report, indent=2))
     print(_table(rows))
+    print("\nmetering on vs off (gateway, same load):")
+    for label, on, off in metering:
+        print(f"  {label:<26} p50 {on['p50_ms']:.2f} vs {off['p50_ms']:.2f} ms, p99 {on['p99_ms']:.2f} vs "
+              f"{off['p99_ms']:.2f} ms, {on['rps']:.0f} vs {off['rps']:.0f} rps")
+    print("ledger ingest (events waiting on USAGE -> stored):")
+    for store, figures in ingest.items():
+        print(f"  {store:<10} {figures['events_per_s']:>7} events/s ({figures['events']} in {figures['seconds']} s)")
     print(f"\nms; upstream latency {upstream_ms} ms; {seconds:g}s per run. dir = straight to the simulator, "
           "flr = bare edge->NATS->router floor (tools/bench/floor.py),\n+p50/+p99 = gateway minus direct, "
           f"gw-flr = what our code adds over the floor. Report: {path}")

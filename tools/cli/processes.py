@@ -37,6 +37,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def ensure_free(port: int, what: str) -> None:
+    """Refuse to start on a port something else holds: readiness checks would talk to the squatter."""
+    with socket.socket() as s:
+        # SO_REUSEADDR: connections lingering in TIME_WAIT are no conflict, only a listener is.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RuntimeError(f"port {port} for {what} is already in use (another `make up`?)") from exc
+
+
 def wait_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -110,6 +121,7 @@ def spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path | None)
 
 def start_nats(data_dir: Path, port: int, log_dir: Path | None, timeout_s: float = 15.0) -> ManagedProcess:
     """nats-server with JetStream, its store under `data_dir`; reusing the dir keeps the state."""
+    ensure_free(port, "nats-server")
     store = data_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
     conf = data_dir / "nats.conf"

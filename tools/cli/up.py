@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from libs.contracts.keys import mint_key
-from tools.cli.processes import ManagedProcess, start_module, start_nats, wait_http_ok
+from tools.cli.processes import ManagedProcess, ensure_free, start_module, start_nats, wait_http_ok
 
 # (name, module, health URL env var, default health port, readiness path).
 # The jobs and webhooks services take their slots here as they arrive; each is
@@ -47,15 +47,17 @@ def run_up() -> int:
             env["SWITCHBOARD_NATS_URL"] = f"nats://127.0.0.1:{port}"
         if env.get("SWITCHBOARD_SIMULATOR") == "1":
             sim_port = int(env.get("SWITCHBOARD_SIMULATOR_PORT", SIMULATOR_PORT))
+            ensure_free(sim_port, "the simulator")
             sim = start_module("upstream_sim", "tools.upstream_sim", {**env, "SIM_PORT": str(sim_port)}, log_dir)
             started.append(sim)
             wait_http_ok(f"http://127.0.0.1:{sim_port}/healthz", 20, sim.popen)
             env.setdefault("SIM_API_KEY", "sim")
             env.setdefault("SIM_BASE_URL", f"http://127.0.0.1:{sim_port}/v1")
         for name, module, port_env, default_port, path in SERVICES:
+            port = int(env.get(port_env, default_port))
+            ensure_free(port, name)
             proc = start_module(name, module, env, log_dir)
             started.append(proc)
-            port = int(env.get(port_env, default_port))
             wait_http_ok(f"http://127.0.0.1:{port}{path}", 30, proc.popen)
         http_port = env.get("SWITCHBOARD_HTTP_PORT", "8080")
         print(f"\nSwitchboard is up.\n  base URL:  http://127.0.0.1:{http_port}/v1\n"

@@ -66,5 +66,22 @@ class ReportRow(msgspec.Struct, kw_only=True):
     p95_latency_ms: float
 
 
+class UsageBatch(msgspec.Struct):
+    """What the router publishes: the events of a few milliseconds in one stream message,
+    so metering costs one JetStream write per batch rather than per request. The
+    message id is derived from the request ids, so a re-published batch is dropped."""
+
+    events: list[UsageEvent]
+
+
 encode = msgspec.msgpack.Encoder().encode
 decode_event = msgspec.msgpack.Decoder(UsageEvent).decode
+_decode_batch = msgspec.msgpack.Decoder(UsageBatch).decode
+
+
+def decode_events(payload: bytes) -> list[UsageEvent]:
+    """A stream message's events: a UsageBatch, or a single UsageEvent (also accepted)."""
+    try:
+        return _decode_batch(payload).events
+    except msgspec.ValidationError:
+        return [decode_event(payload)]
