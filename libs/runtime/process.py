@@ -3,8 +3,12 @@
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-from libs.runtime.env import env_str
+import structlog
+
+from libs.runtime.env import env_int, env_str
+from libs.runtime.health import start_health_server
 from libs.runtime.logs import configure_logging
 
 
@@ -26,3 +30,31 @@ def run_service(name: str, serve: Callable[[asyncio.Event], Awaitable[None]]) ->
     else:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(main())
+
+
+class Service(Protocol):
+    """A NATS-facing service process: the router, the ledger, later jobs and webhooks."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def run_with_health(name: str, make: Callable[[], Service], health_port_env: str, default_port: int) -> None:
+    """Run a service with its /healthz and /readyz on `health_port_env` (0 = off) until SIGTERM."""
+
+    async def serve(stop: asyncio.Event) -> None:
+        service = make()
+        await service.start()
+        health = await start_health_server(env_str("SWITCHBOARD_HEALTH_HOST", "127.0.0.1"),
+                                           env_int(health_port_env, default_port), lambda: service.ready)
+        await stop.wait()
+        structlog.get_logger().info(f"{name}_stopping")
+        await service.stop()
+        if health is not None:
+            await health.cleanup()
+
+    run_service(name, serve)

@@ -1,13 +1,14 @@
 """POST /v1/chat/completions and /v1/embeddings: authenticate, validate once,
 hand the client's original bytes to the router."""
 
+from typing import NamedTuple
 
 import msgspec
 from aiohttp import web
 
 from libs.contracts import errors, subjects
 from libs.contracts.accounts import SubAccountRecord
-from libs.contracts.bus.inference import OP_CHAT, OP_EMBEDDINGS, DispatchMeta, InferenceRequest, encode
+from libs.contracts.bus.inference import OP_CHAT, OP_EMBEDDINGS, DispatchMeta, InferenceRequest, Principal, encode
 from libs.contracts.http.chat import ChatCompletionRequest
 from libs.contracts.http.embeddings import EmbeddingsRequest
 from services.edge.errors import REQUEST_ID, GatewayError
@@ -28,12 +29,24 @@ def _tag(request: web.Request, sub: SubAccountRecord | None) -> str | None:
     return tag or (sub.default_tag if sub is not None else None)
 
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
+class _Admitted(NamedTuple):
+    state: EdgeState
+    principal: Principal
+    sub: SubAccountRecord | None
+    body: bytes
+
+
+async def _admit(request: web.Request) -> _Admitted:
+    """Key, spend cap, rate limit, then the body: refuse as early and as cheaply as possible."""
     state: EdgeState = request.app[EDGE]
     principal = state.keys.check(request.headers).principal
     sub = state.tenancy.admit(principal)
     state.tenancy.limit(state.limiter, sub)
-    body = await request.read()
+    return _Admitted(state, principal, sub, await request.read())
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    state, principal, sub, body = await _admit(request)
     parsed: ChatCompletionRequest = validate(_decode_chat, body)
     if parsed.webhook_url is not None:
         raise GatewayError(400, errors.INVALID_REQUEST,
@@ -55,11 +68,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    state: EdgeState = request.app[EDGE]
-    principal = state.keys.check(request.headers).principal
-    sub = state.tenancy.admit(principal)
-    state.tenancy.limit(state.limiter, sub)
-    body = await request.read()
+    state, principal, sub, body = await _admit(request)
     parsed: EmbeddingsRequest = validate(_decode_embeddings, body)
     message = InferenceRequest(
         request_id=request[REQUEST_ID], operation=OP_EMBEDDINGS, model=parsed.model, body=body,
