@@ -24,6 +24,12 @@ class RouterConfig(msgspec.Struct, forbid_unknown_fields=True):
     connect_timeout_s: float | None = None
     read_timeout_s: float | None = None
     max_connections_per_provider: int | None = None
+    # Resilience: retries of one deployment, then the next deployment, then fallbacks.
+    retries: int | None = None  # extra attempts on the same deployment (default 1)
+    backoff_base_ms: float | None = None  # first retry delay, doubled each time, with jitter (default 100)
+    backoff_max_ms: float | None = None  # cap, also on an upstream Retry-After (default 2000)
+    breaker_failures: int | None = None  # consecutive failures that open a deployment's breaker (default 5)
+    breaker_cooldown_s: float | None = None  # open time before a half-open probe (default 30)
 
 
 class MeteringConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -43,6 +49,14 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True):
     read_timeout_s: float | None = None
 
 
+class DeploymentConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """One place a model is served: a provider (its own key and base URL) and its name there."""
+
+    provider: str
+    upstream: str | None = None  # default: the model's upstream name
+    weight: float = 1.0
+
+
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
     """A catalog entry added or overridden by the config file."""
 
@@ -56,6 +70,10 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
     # Price of prompt tokens served from the provider's prompt cache; defaults to input_per_mtok.
     cached_input_per_mtok: float | None = None
     owned_by: str | None = None
+    # Several deployments: load-balanced (weighted, latency-aware); default: the slug's provider only.
+    deployments: list[DeploymentConfig] | None = None
+    # Models tried, in order, when every deployment of this one failed (5xx, 429, timeout, connection).
+    fallbacks: list[str] = []
 
 
 class SwitchboardConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -15,6 +15,7 @@ INFER_EMBEDDINGS: Final = f"{INFER_PREFIX}.embeddings"
 # Catalog queries: edge -> router request/reply.
 CATALOG_LIST: Final = "sb.catalog.list"
 CATALOG_GET: Final = "sb.catalog.get"
+HEALTH_PROVIDERS: Final = "sb.health.providers"
 
 # Ledger queries: edge -> ledger request/reply.
 LEDGER_GENERATION: Final = "sb.ledger.generation"
@@ -32,6 +33,7 @@ KV_SPEND: Final = "sb_spend"
 KV_BUDGETS: Final = "sb_budgets"
 KV_WALLETS: Final = "sb_wallets"
 KV_LEDGER_STATE: Final = "sb_ledger_state"
+KV_PROVIDER_HEALTH: Final = "sb_provider_health"
 
 # JetStream streams and their subjects (definitions in libs/contracts/streams.py).
 STREAM_USAGE: Final = "USAGE"

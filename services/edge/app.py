@@ -65,6 +65,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     app.router.add_post("/v1/embeddings", inference.embeddings)
     app.router.add_get("/v1/models", models.list_models)
     app.router.add_get("/v1/models/{model_id:.+}", models.get_model)
+    app.router.add_get("/v1/health/providers", models.provider_health)
     app.router.add_get("/v1/generations", usage.generation)
     app.router.add_get("/v1/usage/by-tag", usage.usage_by_tag)
     app.router.add_get("/v1/usage/by-sub-account", usage.usage_by_sub_account)

@@ -57,6 +57,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         principal=principal, stream=stream,
         include_usage=bool(parsed.stream_options and parsed.stream_options.include_usage),
         tag=_tag(request, sub), traceparent=request.headers.get("traceparent"),
+        models=[m for m in parsed.models or [] if m != parsed.model],
     )
     if stream:
         return await relay_stream(request, state.nc, subjects.INFER_CHAT, encode(message), request[REQUEST_ID],

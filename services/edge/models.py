@@ -31,3 +31,11 @@ async def get_model(request: web.Request) -> web.StreamResponse:
     query = catalog_bus.ModelsQuery(model_id=request.match_info["model_id"])
     reply = await request_reply(state.nc, subjects.CATALOG_GET, catalog_bus.encode(query), _CATALOG_TIMEOUT_S)
     return reply_response(reply, request[REQUEST_ID])
+
+
+async def provider_health(request: web.Request) -> web.StreamResponse:
+    """Breaker state, success rate and latency per deployment, merged over router replicas."""
+    state: EdgeState = request.app[EDGE]
+    state.keys.check(request.headers)
+    reply = await request_reply(state.nc, subjects.HEALTH_PROVIDERS, b"", _CATALOG_TIMEOUT_S)
+    return reply_response(reply, request[REQUEST_ID])

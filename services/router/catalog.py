@@ -17,10 +17,25 @@ DEFAULT_CATALOG = Path(__file__).resolve().parents[2] / "catalog" / "models.toml
 
 
 class Route(msgspec.Struct, frozen=True):
+    """One deployment of a model: where a call for `slug` can go."""
+
     slug: str
     provider: str
     upstream_model: str
     price: Price | None = None  # None: unpriced (passed through, not in the catalog)
+    weight: float = 1.0
+
+    @property
+    def key(self) -> str:
+        """Identifies the deployment for breakers and health."""
+        return f"{self.provider}/{self.upstream_model}"
+
+
+class Plan(msgspec.Struct, frozen=True):
+    """Everything a request for one slug may use: its enabled deployments, then its fallbacks."""
+
+    deployments: tuple[Route, ...]
+    fallbacks: tuple[str, ...] = ()
 
 
 class RouteError(Exception):
@@ -58,8 +73,18 @@ class Catalog:
             m.id: Route(m.id, self._cards[m.id].provider, self._cards[m.id].upstream_model, price_of(m))
             for m in models
         }
+        self._plans = {m.id: self._plan_of(m, enabled) for m in models}
         self._enabled = enabled
         self._hints = hints
+
+    def _plan_of(self, model: ModelConfig, enabled: set[str]) -> Plan:
+        primary = self._routes[model.id]
+        if not model.deployments:
+            return Plan((primary,) if primary.provider in enabled else (), tuple(model.fallbacks))
+        deployments = tuple(
+            Route(model.id, d.provider, d.upstream or primary.upstream_model, primary.price, d.weight)
+            for d in model.deployments if d.provider in enabled)
+        return Plan(deployments, tuple(model.fallbacks))
 
     @classmethod
     def load(
@@ -69,6 +94,13 @@ class Catalog:
         merged = {m.id: m for m in base}
         merged.update({m.id: m for m in overrides})
         return cls(list(merged.values()), enabled, hints)
+
+    def plan(self, slug: str) -> Plan:
+        """The deployments for `slug` (404 like `resolve` when it has none) and its fallbacks."""
+        plan = self._plans.get(slug)
+        if plan is not None and plan.deployments:
+            return plan
+        return Plan((self.resolve(slug),), plan.fallbacks if plan is not None else ())
 
     def resolve(self, slug: str) -> Route:
         route = self._routes.get(slug)

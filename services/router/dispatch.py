@@ -1,7 +1,11 @@
-"""One inference request, start to finish: resolve the model, call the
-provider, answer the edge (one Reply, or a stream of chunks), then meter it."""
+"""One inference request, start to finish: plan the deployments, call them
+(retrying, failing over, respecting breakers), answer the edge (one Reply, or a
+stream of chunks), then meter it."""
 
+import asyncio
+import random
 import time
+from collections.abc import Iterator
 
 import msgspec
 import structlog
@@ -24,22 +28,37 @@ from libs.contracts.bus.usage import UsageEvent
 from libs.runtime.logs import trace_id_of
 from services.router.catalog import Catalog, Route, RouteError
 from services.router.failures import failure, from_upstream
+from services.router.health import HealthBook
 from services.router.pricing import Pricing
-from services.router.providers.base import ProviderAdapter, UpstreamError
+from services.router.providers.base import ProviderAdapter, UpstreamError, UpstreamResult, UpstreamStream
 from services.router.response_meta import build_meta, stream_tail, with_meta
+from services.router.routing import RetryPolicy, candidates, retryable
 from services.router.usage_publisher import UsagePublisher
 
 log = structlog.get_logger()
 
 
+class _Exhausted(Exception):
+    """Every candidate failed (or none could serve the operation)."""
+
+    def __init__(self, exc: UpstreamError | None, route: Route | None, latency_ms: float) -> None:
+        super().__init__("no deployment succeeded")
+        self.exc = exc
+        self.route = route
+        self.latency_ms = latency_ms
+
+
 class Dispatcher:
     def __init__(self, nc: Client, catalog: Catalog, providers: dict[str, ProviderAdapter], pricing: Pricing,
-                 usage: UsagePublisher | None) -> None:
+                 usage: UsagePublisher | None, health: HealthBook, policy: RetryPolicy) -> None:
         self._nc = nc
         self._catalog = catalog
         self._providers = providers
         self._pricing = pricing
         self._usage = usage
+        self._health = health
+        self._policy = policy
+        self._rng = random.Random()
 
     async def handle(self, msg: Msg) -> None:
         if not msg.reply:
@@ -53,56 +72,88 @@ class Dispatcher:
         structlog.contextvars.bind_contextvars(request_id=request.request_id,
                                               trace_id=trace_id_of(request.traceparent))
         try:
-            route = self._catalog.resolve(request.model)
+            plan = self._catalog.plan(request.model)
         except RouteError as exc:
             await self._send(msg.reply, failure(exc.status, exc.type, exc.message))
             return
-        adapter = self._providers[route.provider]
-        if request.operation not in adapter.operations:
-            await self._send(msg.reply, failure(
-                400, errors.INVALID_REQUEST, f"Model '{request.model}' does not support {request.operation}."))
-            return
-        log.debug("dispatch", model=route.slug, provider=route.provider, stream=request.stream)
-        if request.stream:
-            await self._stream(msg.reply, request, adapter, route, received)
-        else:
-            await self._complete(msg.reply, request, adapter, route, received)
+        routes = candidates(self._catalog, plan, request.models, self._health, self._rng)
+        try:
+            if request.stream:
+                await self._stream(msg.reply, request, routes, received)
+            else:
+                await self._complete(msg.reply, request, routes, received)
+        except _Exhausted as exhausted:
+            await self._fail(msg.reply, request, exhausted, received)
+        except Exception:
+            # A bug must cost one request a clean 500, not a client waiting out its timeout.
+            log.exception("dispatch_failed")
+            await self._send(msg.reply, failure(500, errors.INTERNAL,
+                                                f"Internal router error (request id {request.request_id})."))
 
-    async def _complete(self, reply_to: str, request: InferenceRequest, adapter: ProviderAdapter, route: Route,
+    async def _attempts(self, request: InferenceRequest, routes: Iterator[Route], stream: bool
+                        ) -> tuple[Route, UpstreamResult | UpstreamStream, float]:
+        """The first deployment that answers; retries and failover in between."""
+        last: UpstreamError | None = None
+        last_route: Route | None = None
+        latency_ms = 0.0
+        for route in routes:
+            adapter = self._providers.get(route.provider)
+            if adapter is None or request.operation not in adapter.operations:
+                continue
+            attempt = 0
+            log.debug("dispatch", deployment=route.key, stream=stream)
+            while True:
+                started = time.perf_counter()
+                try:
+                    if stream:
+                        answer: UpstreamResult | UpstreamStream = await adapter.open_stream(
+                            request.operation, route.upstream_model, request.body)
+                    else:
+                        answer = await adapter.complete(request.operation, route.upstream_model, request.body)
+                except UpstreamError as exc:
+                    latency_ms = (time.perf_counter() - started) * 1000
+                    last, last_route = exc, route
+                    if not retryable(exc):
+                        raise _Exhausted(exc, route, latency_ms) from exc
+                    self._health.record(route.key, False, latency_ms)
+                    log.warning("upstream_failed", deployment=route.key, kind=exc.kind, status=exc.status,
+                                attempt=attempt, error=exc.message)
+                    delay = self._policy.delay(attempt, exc, self._rng)
+                    if delay is None or not self._health.allow(route.key):
+                        break  # next deployment
+                    await asyncio.sleep(delay)
+                    attempt += 1
+                    continue
+                latency_ms = (time.perf_counter() - started) * 1000
+                self._health.record(route.key, True, latency_ms)
+                return route, answer, latency_ms
+        raise _Exhausted(last, last_route, latency_ms)
+
+    async def _complete(self, reply_to: str, request: InferenceRequest, routes: Iterator[Route],
                         received: float) -> None:
-        meta = DispatchMeta(model=route.slug, provider=route.provider)
-        started = time.perf_counter()
-        try:
-            result = await adapter.complete(request.operation, route.upstream_model, request.body)
-        except UpstreamError as exc:
-            meta.upstream_latency_ms = (time.perf_counter() - started) * 1000
-            await self._fail(reply_to, request, route, meta, exc, received)
-            return
-        meta.upstream_latency_ms = result.latency_ms
-        meta.usage = result.usage
-        meta.cost = self._pricing.cost(route.price, result.usage, succeeded=True)
+        route, answer, _ = await self._attempts(request, routes, stream=False)
+        assert isinstance(answer, UpstreamResult)
+        meta = DispatchMeta(model=route.slug, provider=route.provider, upstream_latency_ms=answer.latency_ms,
+                            usage=answer.usage, cost=self._pricing.cost(route.price, answer.usage, succeeded=True))
         total_ms = (time.perf_counter() - received) * 1000
-        body = with_meta(result.body, build_meta(request.request_id, meta, total_ms, result.latency_ms))
-        await self._send(reply_to, Reply(result.status, body, meta, result.content_type))
-        self._meter(request, route, meta, result.status, None, total_ms)
+        body = with_meta(answer.body, build_meta(request.request_id, meta, total_ms, answer.latency_ms))
+        await self._send(reply_to, Reply(answer.status, body, meta, answer.content_type))
+        self._meter(request, route, meta, answer.status, None, total_ms)
 
-    async def _stream(self, reply_to: str, request: InferenceRequest, adapter: ProviderAdapter, route: Route,
+    async def _stream(self, reply_to: str, request: InferenceRequest, routes: Iterator[Route],
                       received: float) -> None:
-        meta = DispatchMeta(model=route.slug, provider=route.provider)
         started = time.perf_counter()
-        try:
-            stream = await adapter.open_stream(request.operation, route.upstream_model, request.body)
-        except UpstreamError as exc:
-            meta.upstream_latency_ms = (time.perf_counter() - started) * 1000
-            await self._fail(reply_to, request, route, meta, exc, received)
-            return
-        meta.upstream_latency_ms = stream.ttfb_ms
+        route, stream, _ = await self._attempts(request, routes, stream=True)
+        assert isinstance(stream, UpstreamStream)
+        meta = DispatchMeta(model=route.slug, provider=route.provider, upstream_latency_ms=stream.ttfb_ms)
         await self._send(reply_to, StreamStart(meta))
         try:
             async for events in stream:
                 await self._nc.publish(reply_to, encode(StreamChunk(events)))
         except UpstreamError as exc:
-            await self._fail(reply_to, request, route, meta, exc, received)
+            # Bytes already went out: no failover now, the client gets an error event.
+            self._health.record(route.key, False, (time.perf_counter() - started) * 1000)
+            await self._fail(reply_to, request, _Exhausted(exc, route, meta.upstream_latency_ms), received)
             return
         finally:
             await stream.aclose()
@@ -118,11 +169,15 @@ class Dispatcher:
         await self._send(reply_to, StreamEnd(meta))
         self._meter(request, route, meta, 200, None, total_ms)
 
-    async def _fail(self, reply_to: str, request: InferenceRequest, route: Route, meta: DispatchMeta,
-                    exc: UpstreamError, received: float) -> None:
-        log.warning("upstream_failed", provider=route.provider, kind=exc.kind, status=exc.status, error=exc.message)
+    async def _fail(self, reply_to: str, request: InferenceRequest, exhausted: _Exhausted, received: float) -> None:
+        route, exc = exhausted.route, exhausted.exc
+        if route is None or exc is None:
+            await self._send(reply_to, failure(
+                400, errors.INVALID_REQUEST, f"Model '{request.model}' does not support {request.operation}."))
+            return
+        meta = DispatchMeta(model=route.slug, provider=route.provider, upstream_latency_ms=exhausted.latency_ms,
+                            cost=self._pricing.cost(route.price, None, succeeded=False))
         answer = from_upstream(exc, route.provider, meta)
-        meta.cost = self._pricing.cost(route.price, None, succeeded=False)
         await self._send(reply_to, answer)
         self._meter(request, route, meta, answer.error.code, answer.error.type,
                     (time.perf_counter() - received) * 1000)

@@ -2,6 +2,7 @@
 per request, graceful drain on shutdown."""
 
 import asyncio
+import secrets
 from pathlib import Path
 
 import msgspec
@@ -19,9 +20,11 @@ from libs.runtime.nats_conn import connect_nats
 from services.router.catalog import DEFAULT_CATALOG, Catalog, RouteError
 from services.router.dispatch import Dispatcher
 from services.router.failures import failure
+from services.router.health import HealthBook
 from services.router.pricing import Pricing
 from services.router.providers import build_providers, known_provider_hints
 from services.router.providers.base import ProviderAdapter
+from services.router.routing import RetryPolicy
 from services.router.usage_publisher import UsagePublisher
 
 log = structlog.get_logger()
@@ -38,6 +41,10 @@ class RouterService:
         catalog_path = Path(env_str("SWITCHBOARD_CATALOG", str(DEFAULT_CATALOG)))
         self.catalog = Catalog.load(catalog_path, config.models, set(self.providers), known_provider_hints())
         self.pricing = Pricing.from_config(config.metering)
+        self.policy = RetryPolicy.from_config(router_cfg)
+        self.health = HealthBook(replica=f"router-{secrets.token_hex(6)}",
+                                 failures_to_open=router_cfg.breaker_failures or 5,
+                                 cooldown_s=router_cfg.breaker_cooldown_s or 30.0)
         self._tasks: set[asyncio.Task[None]] = set()
         self._usage: UsagePublisher | None = None
         self._nc: Client | None = None
@@ -58,12 +65,15 @@ class RouterService:
         if env_str("SWITCHBOARD_METERING", "1") != "0":
             self._usage = UsagePublisher(js)
             self._usage.start()
-        self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers, self.pricing, self._usage)
+        await self.health.start(js)
+        self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers, self.pricing, self._usage,
+                                      self.health, self.policy)
         for subject in (subjects.INFER_CHAT, subjects.INFER_EMBEDDINGS):
             await self._nc.subscribe(subject, queue=subjects.ROUTER_QUEUE, cb=self._on_inference,
                                      pending_msgs_limit=65536)
         await self._nc.subscribe(subjects.CATALOG_LIST, queue=subjects.ROUTER_QUEUE, cb=self._on_catalog)
         await self._nc.subscribe(subjects.CATALOG_GET, queue=subjects.ROUTER_QUEUE, cb=self._on_catalog)
+        await self._nc.subscribe(subjects.HEALTH_PROVIDERS, queue=subjects.ROUTER_QUEUE, cb=self._on_health)
         await self._nc.flush()
         log.info("router_ready", providers=sorted(self.providers))
 
@@ -89,6 +99,9 @@ class RouterService:
             answer = failure(400, errors.INVALID_REQUEST, "undecodable catalog query")
         await msg.respond(encode(answer))
 
+    async def _on_health(self, msg: Msg) -> None:
+        await msg.respond(encode(Reply(200, _encode_json(self.health.merged()))))
+
     async def stop(self, grace_s: float = 10.0) -> None:
         if self._nc is not None and self._nc.is_connected:
             # Stop taking new requests, finish the ones in flight.
@@ -97,5 +110,6 @@ class RouterService:
             await asyncio.wait(self._tasks, timeout=grace_s)
         if self._usage is not None:
             await self._usage.stop()
+        await self.health.stop()
         for adapter in self.providers.values():
             await adapter.close()

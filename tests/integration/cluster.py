@@ -30,7 +30,8 @@ ROUTER_READ_TIMEOUT_S = 2.0
 EDGE_TIMEOUT_S = 4.0
 MAX_BODY_BYTES = 1024 * 1024
 PROVIDER_KEY_VARS = ("OPENAI_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY", "MISTRAL_API_KEY",
-                     "DEEPSEEK_API_KEY", "XAI_API_KEY", "FIREWORKS_API_KEY", "SIM_API_KEY", "ANTHROPIC_API_KEY")
+                     "DEEPSEEK_API_KEY", "XAI_API_KEY", "FIREWORKS_API_KEY", "SIM_API_KEY", "ANTHROPIC_API_KEY",
+                     "GEMINI_API_KEY")
 
 
 class NatsHandle:
@@ -163,6 +164,18 @@ def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | 
         'upstream = "gpt-sim"\n'
         "input_per_mtok = 1000.0\n"
         "output_per_mtok = 2000.0\n"
+        # Two deployments, one of them broken: failover and its breaker.
+        "[[models]]\n"
+        'id = "sim/ha"\n'
+        'upstream = "gpt-sim"\n'
+        "input_per_mtok = 1.0\n"
+        "output_per_mtok = 2.0\n"
+        'deployments = [{provider = "sim", upstream = "gpt-sim+status=503"}, {provider = "local"}]\n'
+        # A model that always fails, with a configured fallback.
+        "[[models]]\n"
+        'id = "sim/flaky"\n'
+        'upstream = "gpt-sim+status=500"\n'
+        'fallbacks = ["sim/gpt-sim"]\n'
     )
     admin_key = mint_key()
     env = {
@@ -179,6 +192,10 @@ def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | 
         "SIM_API_KEY": UPSTREAM_KEY,
         "SIM_BASE_URL": f"{sim_url}/v1",
         "LOCAL_LLM_KEY": UPSTREAM_KEY,
+        "ANTHROPIC_API_KEY": UPSTREAM_KEY,
+        "ANTHROPIC_BASE_URL": sim_url,
+        "GEMINI_API_KEY": UPSTREAM_KEY,
+        "GEMINI_BASE_URL": sim_url,
         **(extra_env or {}),
     }
     cluster = Cluster(root, env, nats, sim_url, admin_key, others=[sim])

@@ -168,8 +168,9 @@ def test_spend_cap_stops_a_sub_account_with_402(gateway: Cluster) -> None:
     assert blocked, "the cap never stopped the sub-account"
     cap_micros = 5 * 10_000
     per_request = 5_250  # 0.5 cent + 5 % markup
-    # Overshoot: only requests already admitted before the ledger published the crossing.
-    assert cap_micros <= spent_seen <= cap_micros + 8 * per_request, spent_seen
+    # Overshoot: what is admitted while the crossing travels (router batch 20 ms + ledger hook <= 200 ms
+    # + KV watch): four clients sending a round every ~60 ms get at most ~5 rounds past the cap.
+    assert cap_micros <= spent_seen <= cap_micros + 20 * per_request, spent_seen
     crossings = asyncio.run(_read_events(gateway.nats.url, events.SUBACCOUNT_SPEND_EXCEEDED))
     assert len([e for e in crossings if e.data["sub_account_id"] == sub["id"]]) == 1
     # Raising the cap lets the sub-account spend again.

@@ -57,12 +57,14 @@ def test_prepaid_balance_stops_the_account_when_exhausted(private_gateway: Clust
     topped = call(gw, "POST", "/balance/top-up", json={"cents": 3, "low_balance_cents": 2}).json()
     assert (topped["cents"], topped["usd"], topped["credited_cents"]) == (3, 0.03, 3)
     statuses = []
-    for _ in range(15):
+    for _ in range(20):
         statuses.append(_pricey(gw))
         if statuses[-1] == 402:
             break
+        time.sleep(0.1)
     assert statuses[-1] == 402, statuses
-    assert statuses.count(200) <= 8  # 3 cents buy ~6 requests; the rest is the in-flight bound
+    # 3 cents buy ~6 requests; at 10 requests/s the ~0.25 s for the crossing to reach the edge adds <= 4.
+    assert statuses.count(200) <= 10, statuses
     balance = call(gw, "GET", "/balance").json()
     assert balance["exhausted"] is True and balance["cents"] <= 0
     for type_ in (events.BALANCE_LOW, events.BALANCE_EXHAUSTED):

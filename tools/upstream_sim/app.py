@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from tools.upstream_sim.anthropic_messages import handle_messages
 from tools.upstream_sim.common import (
     JOURNAL_KEY,
     JOURNAL_SIZE,
@@ -23,6 +24,7 @@ from tools.upstream_sim.common import (
     reset_connection,
 )
 from tools.upstream_sim.directives import DirectiveError, parse_directives
+from tools.upstream_sim.gemini_wire import gemini_handler
 from tools.upstream_sim.openai_chat import handle_chat
 from tools.upstream_sim.openai_embeddings import handle_embeddings
 from tools.upstream_sim.settings import SimSettings
@@ -161,6 +163,8 @@ def create_app(settings: SimSettings | None = None) -> web.Application:
     app[JOURNAL_KEY] = deque(maxlen=JOURNAL_SIZE)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1beta/models/{name}", gemini_handler(_record))
+    app.router.add_post("/v1/messages", handle_messages)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model_id:.+}", get_model)
     app.router.add_get("/healthz", healthz)

@@ -36,6 +36,8 @@ class InferenceRequest(msgspec.Struct, array_like=True):
     include_usage: bool = False
     tag: str | None = None
     traceparent: str | None = None
+    # OpenRouter-style `models: [...]` from the body: fallbacks tried after `model`'s deployments.
+    models: list[str] = []
 
 
 class Usage(msgspec.Struct, array_like=True):

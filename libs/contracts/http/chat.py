@@ -49,3 +49,5 @@ class ChatCompletionRequest(msgspec.Struct):
     tool_choice: str | dict[str, Any] | None = None
     response_format: ResponseFormat | None = None
     webhook_url: str | None = None
+    # OpenRouter-style fallbacks: tried in order when `model` fails (5xx, 429, timeout).
+    models: Annotated[list[Annotated[str, msgspec.Meta(min_length=1)]], msgspec.Meta(max_length=10)] | None = None

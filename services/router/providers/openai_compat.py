@@ -77,6 +77,7 @@ def rewrite_model(body: bytes, upstream_model: str, stream_usage: bool = False) 
     """
     fields = _decode_fields(body)
     fields["model"] = msgspec.Raw(_encode(upstream_model))
+    fields.pop("models", None)  # the gateway's fallback list: providers would reject it
     if stream_usage:
         options = (_decode_options(fields["stream_options"]) if "stream_options" in fields else None) or {}
         options["include_usage"] = msgspec.Raw(b"true")
