@@ -70,6 +70,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
     # Price of prompt tokens served from the provider's prompt cache; defaults to input_per_mtok.
     cached_input_per_mtok: float | None = None
     owned_by: str | None = None
+    quality: int | None = None  # 0-100, for x-routing: quality / auto
     # Several deployments: load-balanced (weighted, latency-aware); default: the slug's provider only.
     deployments: list[DeploymentConfig] | None = None
     # Models tried, in order, when every deployment of this one failed (5xx, 429, timeout, connection).

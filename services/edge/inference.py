@@ -9,7 +9,7 @@ from aiohttp import web
 from libs.contracts import errors, subjects
 from libs.contracts.accounts import SubAccountRecord
 from libs.contracts.bus.inference import OP_CHAT, OP_EMBEDDINGS, DispatchMeta, InferenceRequest, Principal, encode
-from libs.contracts.http.chat import ChatCompletionRequest
+from libs.contracts.http.chat import AUTO_MODEL, ChatCompletionRequest
 from libs.contracts.http.embeddings import EmbeddingsRequest
 from services.edge.errors import REQUEST_ID, GatewayError
 from services.edge.relay import relay_stream, reply_response, request_reply
@@ -58,6 +58,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         include_usage=bool(parsed.stream_options and parsed.stream_options.include_usage),
         tag=_tag(request, sub), traceparent=request.headers.get("traceparent"),
         models=[m for m in parsed.models or [] if m != parsed.model],
+        routing=_routing(request), needs=_needs(parsed) if parsed.model == AUTO_MODEL else [],
     )
     if stream:
         return await relay_stream(request, state.nc, subjects.INFER_CHAT, encode(message), request[REQUEST_ID],
@@ -79,6 +80,33 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
                                 state.settings.request_timeout_s)
     _count_tokens(state, sub, reply.meta)
     return reply_response(reply, request[REQUEST_ID])
+
+
+_ROUTING = frozenset({"cost", "speed", "quality", "auto"})
+
+
+def _routing(request: web.Request) -> str | None:
+    routing = request.headers.get("x-routing")
+    if routing is not None and routing not in _ROUTING:
+        raise GatewayError(400, errors.INVALID_REQUEST,
+                           f"x-routing must be one of {', '.join(sorted(_ROUTING))}, got '{routing}'.",
+                           param="x-routing")
+    return routing
+
+
+def _needs(parsed: ChatCompletionRequest) -> list[str]:
+    """What a model must offer to serve this body, for automatic routing."""
+    needs = ["chat"]
+    if parsed.stream:
+        needs.append("streaming")
+    if parsed.tools:
+        needs.append("tools")
+    if parsed.response_format is not None and parsed.response_format.type == "json_schema":
+        needs.append("json_schema")
+    if any(isinstance(m.content, list) and any(p.get("type") == "image_url" for p in m.content)
+           for m in parsed.messages):
+        needs.append("vision")
+    return needs
 
 
 def _count_tokens(state: EdgeState, sub: SubAccountRecord | None, meta: DispatchMeta | None) -> None:

@@ -4,6 +4,7 @@ Loaded from catalog/models.toml plus the config file's `[[models]]`; answers
 the router's "where does this slug go" and the edge's /v1/models queries.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -63,6 +64,7 @@ def _card(model: ModelConfig) -> ModelCard:
         capabilities=list(model.capabilities),
         pricing=Pricing(model.input_per_mtok, model.output_per_mtok) if priced else None,
         priced=priced,
+        quality=model.quality,
     )
 
 
@@ -94,6 +96,43 @@ class Catalog:
         merged = {m.id: m for m in base}
         merged.update({m.id: m for m in overrides})
         return cls(list(merged.values()), enabled, hints)
+
+    def auto_plan(self, modality: str, needs: set[str], policy: str, latency: Callable[[str], float | None],
+                  tries: int = 3) -> Plan:
+        """The best few capable models for `policy`; the first serves, the others are its fallbacks.
+
+        cost: cheapest (input + output price). speed: lowest observed latency, unmeasured
+        models after measured ones, cheapest first among them. quality: highest catalog
+        score. auto: the cheapest model at least as good as the median capable model.
+        Only priced catalog models of enabled providers take part.
+        """
+        capable = [c for c in self._cards.values()
+                   if c.provider in self._enabled and c.modality == modality and c.pricing is not None
+                   and needs <= set(c.capabilities) and self._plans[c.id].deployments]
+        if not capable:
+            raise RouteError(404, errors.MODEL_NOT_FOUND,
+                             f"No configured {modality} model offers {', '.join(sorted(needs)) or 'this'}; "
+                             "name one with `model` (GET /v1/models lists them).")
+
+        def cost(card: ModelCard) -> float:
+            assert card.pricing is not None
+            return (card.pricing.input_per_mtok or 0) + (card.pricing.output_per_mtok or 0)
+
+        if policy == "speed":
+            def speed(card: ModelCard) -> tuple[bool, float, float]:
+                measured = latency(self._plans[card.id].deployments[0].key)
+                return measured is None, measured or 0.0, cost(card)
+            ranked = sorted(capable, key=speed)
+        elif policy == "quality":
+            ranked = sorted(capable, key=lambda c: (-(c.quality or 0), cost(c)))
+        elif policy == "auto":
+            scores = sorted(c.quality or 0 for c in capable)
+            median = scores[len(scores) // 2]
+            ranked = sorted(capable, key=lambda c: ((c.quality or 0) < median, cost(c)))
+        else:
+            ranked = sorted(capable, key=lambda c: (cost(c), -(c.quality or 0)))
+        chosen = ranked[:tries]
+        return Plan(self._plans[chosen[0].id].deployments, tuple(c.id for c in chosen[1:]))
 
     def plan(self, slug: str) -> Plan:
         """The deployments for `slug` (404 like `resolve` when it has none) and its fallbacks."""

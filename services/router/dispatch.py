@@ -25,6 +25,7 @@ from libs.contracts.bus.inference import (
     encode,
 )
 from libs.contracts.bus.usage import UsageEvent
+from libs.contracts.http.chat import AUTO_MODEL
 from libs.runtime.logs import trace_id_of
 from services.router.catalog import Catalog, Route, RouteError
 from services.router.failures import failure, from_upstream
@@ -72,7 +73,11 @@ class Dispatcher:
         structlog.contextvars.bind_contextvars(request_id=request.request_id,
                                               trace_id=trace_id_of(request.traceparent))
         try:
-            plan = self._catalog.plan(request.model)
+            if request.model == AUTO_MODEL:
+                plan = self._catalog.auto_plan("text", set(request.needs), request.routing or "auto",
+                                               self._health.latency_ms)
+            else:
+                plan = self._catalog.plan(request.model)
         except RouteError as exc:
             await self._send(msg.reply, failure(exc.status, exc.type, exc.message))
             return

@@ -77,3 +77,30 @@ def test_every_deployment_down_reports_the_last_error(gateway: Cluster) -> None:
         gateway.client().chat.completions.create(model="sim/gpt-sim+status=503", messages=USER,
                                                  extra_body={"models": ["local/gpt-sim+status=500"]})
     assert err.value.status_code == 502 and err.value.response.headers["X-Provider"] == "local"
+
+
+def _cheapest(gateway: Cluster, need: str) -> str:
+    cards = [m for m in gateway.client().models.list(extra_query={"modality": "text"})
+             if need in m.model_extra["capabilities"] and m.model_extra["pricing"]]
+    return min(cards, key=lambda m: m.model_extra["pricing"]["input_per_mtok"]
+               + m.model_extra["pricing"]["output_per_mtok"]).id
+
+
+def test_model_omitted_routes_by_x_routing(gateway: Cluster) -> None:
+    client = gateway.client()
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=USER,
+                                                            extra_headers={"x-routing": "cost"})
+    assert raw.headers["X-Model"] == _cheapest(gateway, "chat")
+    assert raw.parse().choices[0].message.content == "Echo: hello"
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=USER, tools=tools,
+                                                            extra_headers={"x-routing": "quality"})
+    best = max((m for m in client.models.list(extra_query={"modality": "text"})
+                if "tools" in m.model_extra["capabilities"] and m.model_extra["pricing"]),
+               key=lambda m: m.model_extra["quality"] or 0)
+    assert raw.headers["X-Model"] == best.id
+    omitted = call(gateway, "POST", "/chat/completions", json={"messages": USER})  # no model at all
+    assert omitted.status_code == 200 and omitted.headers["X-Model"]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="auto", messages=USER, extra_headers={"x-routing": "fastest"})
+    assert err.value.body["param"] == "x-routing"

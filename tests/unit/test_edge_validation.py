@@ -39,9 +39,9 @@ def _msgspec_error(raw: bytes, type_: type = ChatCompletionRequest) -> str:
     (_chat(messages=[{"content": "no role"}]), "messages[0].role"),
     (_chat(stream_options={"include_usage": "yes"}), "stream_options.include_usage"),
     (msgspec.json.encode({"model": "m"}), "messages"),
-    (msgspec.json.encode({"messages": [{"role": "user"}]}), "model"),
+    (msgspec.json.encode({"messages": [{"role": "user"}], "model": ""}), "model"),
 ], ids=["temperature", "n", "stream", "empty-messages", "role", "nested-missing", "nested-struct",
-        "missing-messages", "missing-model"])
+        "missing-messages", "empty-model"])
 def test_param_of_real_chat_errors(raw: bytes, param: str) -> None:
     assert _param_of(_msgspec_error(raw)) == param
 

@@ -142,3 +142,42 @@ def test_plan_of_a_model_whose_provider_is_off_is_a_404() -> None:
     with pytest.raises(RouteError) as err:
         catalog.plan("groq/llama-3.3-70b-versatile")
     assert err.value.status == 404 and "GROQ_API_KEY" in err.value.message
+
+
+def _auto_catalog() -> Catalog:
+    models = [
+        ModelConfig(id="p/cheap", input_per_mtok=0.1, output_per_mtok=0.1, quality=40, capabilities=["chat"]),
+        ModelConfig(id="p/mid", input_per_mtok=1.0, output_per_mtok=1.0, quality=70,
+                    capabilities=["chat", "tools"]),
+        ModelConfig(id="p/best", input_per_mtok=10.0, output_per_mtok=10.0, quality=95,
+                    capabilities=["chat", "tools", "vision"]),
+        ModelConfig(id="p/unpriced", quality=99, capabilities=["chat", "tools", "vision"]),
+        ModelConfig(id="off/x", input_per_mtok=0.0, quality=99, capabilities=["chat"]),
+    ]
+    return Catalog(models, {"p"}, {})
+
+
+@pytest.mark.parametrize(("policy", "needs", "first"), [
+    ("cost", set(), "p/cheap"),
+    ("cost", {"tools"}, "p/mid"),
+    ("quality", set(), "p/best"),
+    ("auto", set(), "p/mid"),  # cheapest at or above the median quality
+    ("cost", {"vision"}, "p/best"),
+])
+def test_auto_plan(policy: str, needs: set[str], first: str) -> None:
+    plan = _auto_catalog().auto_plan("text", needs, policy, lambda _: None)
+    assert plan.deployments[0].slug == first
+
+
+def test_auto_plan_speed_prefers_measured_latency() -> None:
+    latencies = {"p/best": 5.0, "p/mid": 50.0}
+    plan = _auto_catalog().auto_plan("text", set(), "speed", latencies.get)
+    assert plan.deployments[0].slug == "p/best" and plan.fallbacks[0] == "p/mid"
+
+
+def test_auto_plan_without_a_capable_model_is_404() -> None:
+    from services.router.catalog import RouteError
+
+    with pytest.raises(RouteError) as err:
+        _auto_catalog().auto_plan("text", {"audio"}, "cost", lambda _: None)
+    assert err.value.status == 404 and "audio" in err.value.message

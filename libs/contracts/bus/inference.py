@@ -38,6 +38,9 @@ class InferenceRequest(msgspec.Struct, array_like=True):
     traceparent: str | None = None
     # OpenRouter-style `models: [...]` from the body: fallbacks tried after `model`'s deployments.
     models: list[str] = []
+    # x-routing when `model` is "auto" (or omitted), and the capabilities the body needs.
+    routing: str | None = None
+    needs: list[str] = []
 
 
 class Usage(msgspec.Struct, array_like=True):

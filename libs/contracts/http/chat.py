@@ -33,9 +33,13 @@ class ResponseFormat(msgspec.Struct):
     json_schema: dict[str, Any] | None = None
 
 
+AUTO_MODEL = "auto"
+
+
 class ChatCompletionRequest(msgspec.Struct):
-    model: Annotated[str, msgspec.Meta(min_length=1)]
     messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
+    # Omitted or "auto": the router picks by x-routing (cost | speed | quality | auto).
+    model: Annotated[str, msgspec.Meta(min_length=1)] = AUTO_MODEL
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None

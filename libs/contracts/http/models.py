@@ -24,6 +24,7 @@ class ModelCard(msgspec.Struct):
     capabilities: list[str] = []
     pricing: Pricing | None = None
     priced: bool = True
+    quality: int | None = None
 
 
 class ModelList(msgspec.Struct):
