@@ -16,6 +16,7 @@ INFER_EMBEDDINGS: Final = f"{INFER_PREFIX}.embeddings"
 CATALOG_LIST: Final = "sb.catalog.list"
 CATALOG_GET: Final = "sb.catalog.get"
 HEALTH_PROVIDERS: Final = "sb.health.providers"
+CACHE_PURGE: Final = "sb.cache.purge"  # edge -> router request/reply (DELETE /v1/cache)
 
 # Ledger queries: edge -> ledger request/reply.
 LEDGER_GENERATION: Final = "sb.ledger.generation"
@@ -34,6 +35,7 @@ KV_BUDGETS: Final = "sb_budgets"
 KV_WALLETS: Final = "sb_wallets"
 KV_LEDGER_STATE: Final = "sb_ledger_state"
 KV_PROVIDER_HEALTH: Final = "sb_provider_health"
+KV_RESPONSE_CACHE: Final = "sb_response_cache"
 
 # JetStream streams and their subjects (definitions in libs/contracts/streams.py).
 STREAM_USAGE: Final = "USAGE"

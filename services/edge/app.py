@@ -7,7 +7,7 @@ import structlog
 from aiohttp import web
 
 from libs.runtime.nats_conn import connect_nats
-from services.edge import admin, inference, models, usage
+from services.edge import admin, inference, router_queries, usage
 from services.edge.auth import KeyStore
 from services.edge.errors import MAX_BODY, REQUEST_IDS, RequestIds, error_middleware
 from services.edge.ratelimit import RateLimiter
@@ -63,9 +63,10 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     app[REQUEST_IDS] = RequestIds()
     app.router.add_post("/v1/chat/completions", inference.chat_completions)
     app.router.add_post("/v1/embeddings", inference.embeddings)
-    app.router.add_get("/v1/models", models.list_models)
-    app.router.add_get("/v1/models/{model_id:.+}", models.get_model)
-    app.router.add_get("/v1/health/providers", models.provider_health)
+    app.router.add_get("/v1/models", router_queries.list_models)
+    app.router.add_get("/v1/models/{model_id:.+}", router_queries.get_model)
+    app.router.add_get("/v1/health/providers", router_queries.provider_health)
+    app.router.add_delete("/v1/cache", router_queries.purge_cache)
     app.router.add_get("/v1/generations", usage.generation)
     app.router.add_get("/v1/usage/by-tag", usage.usage_by_tag)
     app.router.add_get("/v1/usage/by-sub-account", usage.usage_by_sub_account)

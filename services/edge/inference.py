@@ -8,6 +8,7 @@ from aiohttp import web
 
 from libs.contracts import errors, subjects
 from libs.contracts.accounts import SubAccountRecord
+from libs.contracts.bus.cache import CACHE_HEADER, CACHE_MODES, DEFAULT_CACHE_MODE
 from libs.contracts.bus.inference import OP_CHAT, OP_EMBEDDINGS, DispatchMeta, InferenceRequest, Principal, encode
 from libs.contracts.http.chat import AUTO_MODEL, ChatCompletionRequest
 from libs.contracts.http.embeddings import EmbeddingsRequest
@@ -59,6 +60,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         tag=_tag(request, sub), traceparent=request.headers.get("traceparent"),
         models=[m for m in parsed.models or [] if m != parsed.model],
         routing=_routing(request), needs=_needs(parsed) if parsed.model == AUTO_MODEL else [],
+        cache=_cache_mode(request),
     )
     if stream:
         return await relay_stream(request, state.nc, subjects.INFER_CHAT, encode(message), request[REQUEST_ID],
@@ -75,6 +77,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     message = InferenceRequest(
         request_id=request[REQUEST_ID], operation=OP_EMBEDDINGS, model=parsed.model, body=body,
         principal=principal, tag=_tag(request, sub), traceparent=request.headers.get("traceparent"),
+        cache=_cache_mode(request),
     )
     reply = await request_reply(state.nc, subjects.INFER_EMBEDDINGS, encode(message),
                                 state.settings.request_timeout_s)
@@ -83,6 +86,14 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 
 _ROUTING = frozenset({"cost", "speed", "quality", "auto"})
+
+
+def _cache_mode(request: web.Request) -> str:
+    mode = request.headers.get(CACHE_HEADER, DEFAULT_CACHE_MODE)
+    if mode not in CACHE_MODES:
+        raise GatewayError(400, errors.INVALID_REQUEST,
+                           f"x-cache must be one of {', '.join(CACHE_MODES)}, got '{mode}'.", param="x-cache")
+    return mode
 
 
 def _routing(request: web.Request) -> str | None:

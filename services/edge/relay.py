@@ -41,6 +41,8 @@ def meta_headers(meta: DispatchMeta | None, request_id: str) -> dict[str, str]:
         if meta.usage is not None:
             headers["X-Input-Units"] = str(meta.usage.input_units)
             headers["X-Output-Units"] = str(meta.usage.output_units)
+        if meta.cache_status is not None:
+            headers["X-Cache-Status"] = meta.cache_status
     return headers
 
 

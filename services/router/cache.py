@@ -22,7 +22,8 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from libs.contracts.bus.cache import KV_RESPONSE_CACHE, CacheMode
+from libs.contracts import subjects
+from libs.contracts.bus.cache import CacheMode
 from libs.contracts.bus.inference import OP_EMBEDDINGS, Usage
 
 log = structlog.get_logger()
@@ -129,7 +130,8 @@ def without_meta(body: bytes) -> bytes:
 
 
 class ResponseCache:
-    def __init__(self, ttl_s: float = 3600, *, bucket: str = KV_RESPONSE_CACHE, timeout_s: float = 1.0) -> None:
+    def __init__(self, ttl_s: float = 3600, *, bucket: str = subjects.KV_RESPONSE_CACHE,
+                 timeout_s: float = 1.0) -> None:
         self.ttl_s = ttl_s
         self.bucket = bucket
         self._timeout_s = timeout_s  # bounds a read or write, so a slow KV delays no answer for long

@@ -13,6 +13,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from libs.contracts import errors
+from libs.contracts.bus.cache import CACHE_STATUS_HIT, CACHE_STATUS_MISS
 from libs.contracts.bus.inference import (
     DispatchMeta,
     Failure,
@@ -27,6 +28,15 @@ from libs.contracts.bus.inference import (
 from libs.contracts.bus.usage import UsageEvent
 from libs.contracts.http.chat import AUTO_MODEL
 from libs.runtime.logs import trace_id_of
+from services.router.cache import (
+    CachedAnswer,
+    ResponseCache,
+    StreamAssembler,
+    cache_key,
+    cacheable,
+    openai_usage,
+    stream_from_cache,
+)
 from services.router.catalog import Catalog, Route, RouteError
 from services.router.failures import failure, from_upstream
 from services.router.health import HealthBook
@@ -51,7 +61,8 @@ class _Exhausted(Exception):
 
 class Dispatcher:
     def __init__(self, nc: Client, catalog: Catalog, providers: dict[str, ProviderAdapter], pricing: Pricing,
-                 usage: UsagePublisher | None, health: HealthBook, policy: RetryPolicy) -> None:
+                 usage: UsagePublisher | None, health: HealthBook, policy: RetryPolicy,
+                 cache: ResponseCache) -> None:
         self._nc = nc
         self._catalog = catalog
         self._providers = providers
@@ -59,6 +70,7 @@ class Dispatcher:
         self._usage = usage
         self._health = health
         self._policy = policy
+        self._cache = cache
         self._rng = random.Random()
 
     async def handle(self, msg: Msg) -> None:
@@ -83,10 +95,14 @@ class Dispatcher:
             return
         routes = candidates(self._catalog, plan, request.models, self._health, self._rng)
         try:
-            if request.stream:
-                await self._stream(msg.reply, request, routes, received)
+            key = self._cache_key(request)
+            hit = await self._cache.get(key) if key is not None else None
+            if hit is not None:
+                await self._serve_hit(msg.reply, request, hit, received)
+            elif request.stream:
+                await self._stream(msg.reply, request, routes, received, key)
             else:
-                await self._complete(msg.reply, request, routes, received)
+                await self._complete(msg.reply, request, routes, received, key)
         except _Exhausted as exhausted:
             await self._fail(msg.reply, request, exhausted, received)
         except Exception:
@@ -135,26 +151,35 @@ class Dispatcher:
         raise _Exhausted(last, last_route, latency_ms)
 
     async def _complete(self, reply_to: str, request: InferenceRequest, routes: Iterator[Route],
-                        received: float) -> None:
+                        received: float, key: str | None) -> None:
         route, answer, _ = await self._attempts(request, routes, stream=False)
         assert isinstance(answer, UpstreamResult)
         meta = DispatchMeta(model=route.slug, provider=route.provider, upstream_latency_ms=answer.latency_ms,
-                            usage=answer.usage, cost=self._pricing.cost(route.price, answer.usage, succeeded=True))
+                            usage=answer.usage, cost=self._pricing.cost(route.price, answer.usage, succeeded=True),
+                            cache_status=CACHE_STATUS_MISS if key is not None else None)
+        if key is not None and answer.status == 200:
+            await self._cache.put(key, CachedAnswer(body=answer.body, content_type=answer.content_type,
+                                                    model=route.slug, provider=route.provider, usage=answer.usage,
+                                                    stored_at_ms=time.time_ns() // 1_000_000))
         total_ms = (time.perf_counter() - received) * 1000
         body = with_meta(answer.body, build_meta(request.request_id, meta, total_ms, answer.latency_ms))
         await self._send(reply_to, Reply(answer.status, body, meta, answer.content_type))
         self._meter(request, route, meta, answer.status, None, total_ms)
 
     async def _stream(self, reply_to: str, request: InferenceRequest, routes: Iterator[Route],
-                      received: float) -> None:
+                      received: float, key: str | None) -> None:
         started = time.perf_counter()
         route, stream, _ = await self._attempts(request, routes, stream=True)
         assert isinstance(stream, UpstreamStream)
-        meta = DispatchMeta(model=route.slug, provider=route.provider, upstream_latency_ms=stream.ttfb_ms)
+        meta = DispatchMeta(model=route.slug, provider=route.provider, upstream_latency_ms=stream.ttfb_ms,
+                            cache_status=CACHE_STATUS_MISS if key is not None else None)
         await self._send(reply_to, StreamStart(meta))
+        assembler = StreamAssembler() if key is not None else None
         try:
             async for events in stream:
                 await self._nc.publish(reply_to, encode(StreamChunk(events)))
+                if assembler is not None:
+                    assembler.feed(events)
         except UpstreamError as exc:
             # Bytes already went out: no failover now, the client gets an error event.
             self._health.record(route.key, False, (time.perf_counter() - started) * 1000)
@@ -173,6 +198,41 @@ class Dispatcher:
         await self._nc.publish(reply_to, encode(StreamChunk(tail)))
         await self._send(reply_to, StreamEnd(meta))
         self._meter(request, route, meta, 200, None, total_ms)
+        whole = assembler.result(stream.usage) if assembler is not None else None
+        if key is not None and whole is not None:
+            await self._cache.put(key, CachedAnswer(body=whole, model=route.slug, provider=route.provider,
+                                                    usage=stream.usage, stored_at_ms=time.time_ns() // 1_000_000))
+
+    def _cache_key(self, request: InferenceRequest) -> str | None:
+        """The cache entry this request may be answered from (and stored in), or None."""
+        if not cacheable(request.cache, request.body, request.operation):  # type: ignore[arg-type]
+            return None
+        # A sub-account never sees another's answers; automatic routing depends on the policy.
+        scope = f"{request.model}|{request.routing or ''}|{request.principal.subaccount_id or ''}"
+        return cache_key(request.principal.account_id, request.operation, scope, request.body)
+
+    async def _serve_hit(self, reply_to: str, request: InferenceRequest, hit: CachedAnswer, received: float) -> None:
+        try:
+            price = self._catalog.plan(hit.model).deployments[0].price
+        except RouteError:
+            price = None
+        meta = DispatchMeta(model=hit.model, provider=hit.provider, usage=hit.usage,
+                            cost=self._pricing.cost(price, hit.usage, succeeded=True, cache_hit=True),
+                            cache_status=CACHE_STATUS_HIT)
+        total_ms = (time.perf_counter() - received) * 1000
+        shown = build_meta(request.request_id, meta, total_ms, 0.0)
+        if request.stream:
+            await self._send(reply_to, StreamStart(meta))
+            usage_chunk = (msgspec.json.encode({"object": "chat.completion.chunk", "model": hit.model, "choices": [],
+                                                "usage": openai_usage(hit.usage)})
+                           if hit.usage is not None else None)
+            events = stream_from_cache(hit.body) + stream_tail(usage_chunk, shown, request.include_usage)
+            await self._nc.publish(reply_to, encode(StreamChunk(events)))
+            await self._send(reply_to, StreamEnd(meta))
+        else:
+            await self._send(reply_to, Reply(200, with_meta(hit.body, shown), meta, hit.content_type))
+        route = Route(hit.model, hit.provider, "", price)
+        self._meter(request, route, meta, 200, None, total_ms, cache_hit=True)
 
     async def _fail(self, reply_to: str, request: InferenceRequest, exhausted: _Exhausted, received: float) -> None:
         route, exc = exhausted.route, exhausted.exc
@@ -188,7 +248,7 @@ class Dispatcher:
                     (time.perf_counter() - received) * 1000)
 
     def _meter(self, request: InferenceRequest, route: Route, meta: DispatchMeta, status: int,
-               error_type: str | None, total_ms: float) -> None:
+               error_type: str | None, total_ms: float, cache_hit: bool = False) -> None:
         if self._usage is None:
             return
         usage, cost = meta.usage, meta.cost
@@ -198,7 +258,7 @@ class Dispatcher:
             account_id=principal.account_id, key_id=principal.key_id, subaccount_id=principal.subaccount_id,
             tag=request.tag, operation=request.operation, requested_model=request.model, model=route.slug,
             provider=route.provider, status=status, error_type=error_type, stream=request.stream,
-            priced=route.price is not None,
+            priced=route.price is not None, cache_hit=cache_hit,
             input_units=usage.input_units if usage else 0, output_units=usage.output_units if usage else 0,
             cached_units=usage.cached_units if usage else 0,
             input_cost_micros=cost.input_micros if cost else 0, output_cost_micros=cost.output_micros if cost else 0,

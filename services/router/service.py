@@ -11,12 +11,14 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from libs.contracts import errors, streams, subjects
+from libs.contracts.bus import cache as cache_bus
 from libs.contracts.bus import catalog as catalog_bus
 from libs.contracts.bus.inference import Reply, encode
 from libs.contracts.config import SwitchboardConfig
 from libs.runtime.env import env_float, env_str, nats_url
 from libs.runtime.jetstream import ensure_stream
 from libs.runtime.nats_conn import connect_nats
+from services.router.cache import ResponseCache
 from services.router.catalog import DEFAULT_CATALOG, Catalog, RouteError
 from services.router.dispatch import Dispatcher
 from services.router.failures import failure
@@ -42,6 +44,7 @@ class RouterService:
         self.catalog = Catalog.load(catalog_path, config.models, set(self.providers), known_provider_hints())
         self.pricing = Pricing.from_config(config.metering)
         self.policy = RetryPolicy.from_config(router_cfg)
+        self.cache = ResponseCache(ttl_s=env_float("SWITCHBOARD_CACHE_TTL_S", 3600.0))
         self.health = HealthBook(replica=f"router-{secrets.token_hex(6)}",
                                  failures_to_open=router_cfg.breaker_failures or 5,
                                  cooldown_s=router_cfg.breaker_cooldown_s or 30.0)
@@ -66,14 +69,16 @@ class RouterService:
             self._usage = UsagePublisher(js)
             self._usage.start()
         await self.health.start(js)
+        await self.cache.start(js)
         self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers, self.pricing, self._usage,
-                                      self.health, self.policy)
+                                      self.health, self.policy, self.cache)
         for subject in (subjects.INFER_CHAT, subjects.INFER_EMBEDDINGS):
             await self._nc.subscribe(subject, queue=subjects.ROUTER_QUEUE, cb=self._on_inference,
                                      pending_msgs_limit=65536)
         await self._nc.subscribe(subjects.CATALOG_LIST, queue=subjects.ROUTER_QUEUE, cb=self._on_catalog)
         await self._nc.subscribe(subjects.CATALOG_GET, queue=subjects.ROUTER_QUEUE, cb=self._on_catalog)
         await self._nc.subscribe(subjects.HEALTH_PROVIDERS, queue=subjects.ROUTER_QUEUE, cb=self._on_health)
+        await self._nc.subscribe(subjects.CACHE_PURGE, queue=subjects.ROUTER_QUEUE, cb=self._on_purge)
         await self._nc.flush()
         log.info("router_ready", providers=sorted(self.providers))
 
@@ -102,6 +107,15 @@ class RouterService:
     async def _on_health(self, msg: Msg) -> None:
         await msg.respond(encode(Reply(200, _encode_json(self.health.merged()))))
 
+    async def _on_purge(self, msg: Msg) -> None:
+        try:
+            deleted = await self.cache.purge(cache_bus.decode_purge_request(msg.data).account_id)
+            answer: object = cache_bus.PurgeResult(deleted)
+        except Exception as exc:
+            log.warning("cache_purge_failed", error=repr(exc))
+            answer = failure(503, errors.UNAVAILABLE, "The cache could not be purged; retry.")
+        await msg.respond(cache_bus.encode(answer))
+
     async def stop(self, grace_s: float = 10.0) -> None:
         if self._nc is not None and self._nc.is_connected:
             # Stop taking new requests, finish the ones in flight.
@@ -111,5 +125,6 @@ class RouterService:
         if self._usage is not None:
             await self._usage.stop()
         await self.health.stop()
+        await self.cache.stop()
         for adapter in self.providers.values():
             await adapter.close()

@@ -7,7 +7,7 @@ import time
 import openai
 
 from libs.contracts.bus import events
-from libs.contracts.bus.usage import UsageEvent, encode
+from libs.contracts.bus.usage import UsageBatch, UsageEvent, encode
 from tests.integration.api import call, create_sub_account
 from tests.integration.cluster import Cluster, cleanup, eventually, start_cluster
 from tests.integration.test_accounts import _read_events
@@ -81,12 +81,13 @@ def test_daily_summary_for_yesterday() -> None:
     gw = start_cluster(extra_env={"SWITCHBOARD_DAILY_SUMMARY_INTERVAL_S": "0.5"})
     try:
         noon_yesterday = (int(time.time()) // 86400 - 1) * 86400 + 43200
-        for i, (tag, cost) in enumerate([("a", 100), ("b", 300), ("b", 50)]):
-            event = UsageEvent(request_id=f"y-{i}-{secrets.token_hex(4)}", ts_ms=noon_yesterday * 1000 + i,
-                               account_id="root", key_id="key_admin", tag=tag, operation="chat",
-                               requested_model="sim/gpt-sim", model="sim/gpt-sim", provider="sim", status=200,
-                               input_units=10, output_units=5, cost_micros=cost)
-            asyncio.run(_publish_raw(gw.nats.url, encode(event), 1))
+        batch = [UsageEvent(request_id=f"y-{i}-{secrets.token_hex(4)}", ts_ms=noon_yesterday * 1000 + i,
+                            account_id="root", key_id="key_admin", tag=tag, operation="chat",
+                            requested_model="sim/gpt-sim", model="sim/gpt-sim", provider="sim", status=200,
+                            input_units=10, output_units=5, cost_micros=cost)
+                 for i, (tag, cost) in enumerate([("a", 100), ("b", 300), ("b", 50)])]
+        # One stream message, so the summary cannot run between the three events.
+        asyncio.run(_publish_raw(gw.nats.url, encode(UsageBatch(batch)), 1))
 
         def summaries() -> list[events.Event] | None:
             return asyncio.run(_read_events(gw.nats.url, events.USAGE_DAILY_SUMMARY)) or None

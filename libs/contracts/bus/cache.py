@@ -18,10 +18,6 @@ CACHE_STATUS_HEADER: Final = "X-Cache-Status"
 CACHE_STATUS_HIT: Final = "hit; type=exact"
 CACHE_STATUS_MISS: Final = "miss; type=exact"
 
-# To move to libs/contracts/subjects.py.
-CACHE_PURGE: Final = "sb.cache.purge"  # edge -> router request/reply (DELETE /v1/cache)
-KV_RESPONSE_CACHE: Final = "sb_response_cache"
-
 
 class PurgeRequest(msgspec.Struct, array_like=True):
     account_id: str

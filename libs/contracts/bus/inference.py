@@ -41,6 +41,7 @@ class InferenceRequest(msgspec.Struct, array_like=True):
     # x-routing when `model` is "auto" (or omitted), and the capabilities the body needs.
     routing: str | None = None
     needs: list[str] = []
+    cache: str = "auto"  # x-cache: auto | force | skip
 
 
 class Usage(msgspec.Struct, array_like=True):
@@ -68,6 +69,7 @@ class DispatchMeta(msgspec.Struct, array_like=True):
     upstream_latency_ms: float = 0.0
     usage: Usage | None = None
     cost: Cost | None = None
+    cache_status: str | None = None  # X-Cache-Status, when the cache was consulted
 
 
 class Reply(msgspec.Struct, tag="reply", array_like=True):

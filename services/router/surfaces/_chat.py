@@ -1,13 +1,16 @@
-"""What both surfaces read from the canonical format: `chat.completion` bodies and
-`chat.completion.chunk` SSE events, decoded into small Structs (only the fields a
-surface maps), plus the error a translator raises for a request it cannot map."""
+"""What both surfaces share: the canonical `chat.completion` body and
+`chat.completion.chunk` SSE events decoded into small Structs (only the fields a
+surface maps), the feed loop of their stream converters, and the error a
+translator raises for a request it cannot map."""
 
 import secrets
+from abc import ABC, abstractmethod
 from typing import Any
 
 import msgspec
 
 from libs.contracts import errors
+from libs.contracts.bus.inference import Usage
 
 
 class SurfaceError(Exception):
@@ -70,7 +73,7 @@ class Completion(msgspec.Struct):
     service_tier: str | None = None
     # The gateway's cost/timing object (response_meta.with_meta): carried over untouched
     # so a surface's clients see the same numbers as chat clients; both SDKs ignore it.
-    meta: msgspec.Raw | None = None
+    meta: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)  # empty when absent
 
 
 class ChunkChoice(msgspec.Struct):
@@ -138,3 +141,68 @@ class ChunkReader:
 def sse(event: str, data: dict[str, Any]) -> bytes:
     """One named SSE event, as both Anthropic and the Responses API frame them."""
     return b"event: " + event.encode() + b"\ndata: " + encode(data) + b"\n\n"
+
+
+class StreamConverter(ABC):
+    """The loop both stream converters share: chunks in, surface events out.
+
+    The first chunk with a choice starts the surface's stream; text, refusal and
+    tool-call deltas go to the subclass in order; the usage-only chunk and `[DONE]`
+    yield nothing (the router passes usage to finish()); usage a chunk carries is
+    kept as a fallback. finish() writes the closing events once.
+    """
+
+    def __init__(self) -> None:
+        self._reader = ChunkReader()
+        self._started = False
+        self._finished = False
+        self.finish_reason: str | None = None
+        self.chunk_usage: ChatUsage | None = None
+
+    def feed(self, events: bytes) -> bytes:
+        """Surface events for one or more chunk events; raises msgspec.DecodeError on a malformed one."""
+        out = bytearray()
+        for chunk in self._reader.chunks(events):
+            if chunk.usage is not None:
+                self.chunk_usage = chunk.usage
+            if not chunk.choices:
+                continue  # the usage-only chunk
+            if not self._started:
+                self._started = True
+                out += self._start(chunk)
+            choice = chunk.choices[0]
+            text = text_of(choice.delta.content)
+            if text:
+                out += self._text(text)
+            if choice.delta.refusal:
+                out += self._refusal(choice.delta.refusal)
+            for call in choice.delta.tool_calls or []:
+                out += self._tool_call(call)
+            if choice.finish_reason is not None:
+                self.finish_reason = choice.finish_reason
+        return bytes(out)
+
+    def finish(self, usage: Usage | None = None, finish_reason: str | None = None) -> bytes:
+        """The closing events (after a start, if no chunk came); `usage` is what the router
+        metered; `finish_reason` defaults to the one the chunks carried. Idempotent."""
+        if self._finished:
+            return b""
+        self._finished = True
+        out = b"" if self._started else self._start(Chunk())
+        self._started = True
+        return out + self._end(usage, finish_reason or self.finish_reason)
+
+    @abstractmethod
+    def _start(self, chunk: Chunk) -> bytes: ...
+
+    @abstractmethod
+    def _text(self, text: str) -> bytes: ...
+
+    @abstractmethod
+    def _refusal(self, text: str) -> bytes: ...
+
+    @abstractmethod
+    def _tool_call(self, call: ToolCall) -> bytes: ...
+
+    @abstractmethod
+    def _end(self, usage: Usage | None, finish_reason: str | None) -> bytes: ...

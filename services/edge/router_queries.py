@@ -1,9 +1,15 @@
-"""GET /v1/models and /v1/models/{id}: answered by the router's catalog over NATS."""
+"""Edge routes answered by the router over NATS: the model catalog, provider health, and
+the response cache purge."""
 
+import msgspec
+import nats.errors
 from aiohttp import web
 
 from libs.contracts import errors, subjects
+from libs.contracts.bus import cache as cache_bus
 from libs.contracts.bus import catalog as catalog_bus
+from libs.contracts.bus.inference import Failure
+from libs.contracts.keys import SCOPE_ADMIN
 from services.edge.errors import REQUEST_ID, GatewayError
 from services.edge.relay import reply_response, request_reply
 from services.edge.state import EDGE, EdgeState
@@ -39,3 +45,18 @@ async def provider_health(request: web.Request) -> web.StreamResponse:
     state.keys.check(request.headers)
     reply = await request_reply(state.nc, subjects.HEALTH_PROVIDERS, b"", _CATALOG_TIMEOUT_S)
     return reply_response(reply, request[REQUEST_ID])
+
+
+async def purge_cache(request: web.Request) -> web.StreamResponse:
+    """DELETE /v1/cache: drop every cached answer of the caller's account."""
+    state: EdgeState = request.app[EDGE]
+    principal = state.keys.check(request.headers, SCOPE_ADMIN).principal
+    try:
+        msg = await state.nc.request(subjects.CACHE_PURGE, cache_bus.encode(cache_bus.PurgeRequest(
+            principal.account_id)), timeout=_CATALOG_TIMEOUT_S)
+        answer = cache_bus.decode_purge_reply(msg.data)
+    except (nats.errors.Error, msgspec.DecodeError) as exc:
+        raise GatewayError(503, errors.UNAVAILABLE, "The cache could not be purged; retry shortly.") from exc
+    if isinstance(answer, Failure):
+        raise GatewayError(answer.error.code, answer.error.type, answer.error.message)
+    return web.json_response({"object": "cache.purge", "deleted": answer.deleted})
