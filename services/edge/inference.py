@@ -22,7 +22,7 @@ _decode_embeddings = msgspec.json.Decoder(EmbeddingsRequest).decode
 _MAX_TAG = 128
 
 
-def _tag(request: web.Request, sub: SubAccountRecord | None) -> str | None:
+def tag_of(request: web.Request, sub: SubAccountRecord | None) -> str | None:
     """x-aig-tag, else the sub-account's default tag."""
     tag = request.headers.get("x-aig-tag")
     if tag is not None and len(tag) > _MAX_TAG:
@@ -37,7 +37,7 @@ class _Admitted(NamedTuple):
     body: bytes
 
 
-async def _admit(request: web.Request) -> _Admitted:
+async def admit(request: web.Request) -> _Admitted:
     """Key, spend cap, rate limit, then the body: refuse as early and as cheaply as possible."""
     state: EdgeState = request.app[EDGE]
     principal = state.keys.check(request.headers).principal
@@ -47,7 +47,7 @@ async def _admit(request: web.Request) -> _Admitted:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    state, principal, sub, body = await _admit(request)
+    state, principal, sub, body = await admit(request)
     parsed: ChatCompletionRequest = validate(_decode_chat, body)
     if parsed.webhook_url is not None:
         raise GatewayError(400, errors.INVALID_REQUEST,
@@ -57,38 +57,38 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         request_id=request[REQUEST_ID], operation=OP_CHAT, model=parsed.model, body=body,
         principal=principal, stream=stream,
         include_usage=bool(parsed.stream_options and parsed.stream_options.include_usage),
-        tag=_tag(request, sub), traceparent=request.headers.get("traceparent"),
+        tag=tag_of(request, sub), traceparent=request.headers.get("traceparent"),
         models=[m for m in parsed.models or [] if m != parsed.model],
         routing=_routing(request), needs=_needs(parsed) if parsed.model == AUTO_MODEL else [],
-        cache=_cache_mode(request),
+        cache=cache_mode(request),
     )
     if stream:
         return await relay_stream(request, state.nc, subjects.INFER_CHAT, encode(message), request[REQUEST_ID],
                                   state.settings.request_timeout_s, state.settings.stream_idle_timeout_s,
-                                  on_end=lambda meta: _count_tokens(state, sub, meta))
+                                  on_end=lambda meta: count_tokens(state, sub, meta))
     reply = await request_reply(state.nc, subjects.INFER_CHAT, encode(message), state.settings.request_timeout_s)
-    _count_tokens(state, sub, reply.meta)
+    count_tokens(state, sub, reply.meta)
     return reply_response(reply, request[REQUEST_ID])
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    state, principal, sub, body = await _admit(request)
+    state, principal, sub, body = await admit(request)
     parsed: EmbeddingsRequest = validate(_decode_embeddings, body)
     message = InferenceRequest(
         request_id=request[REQUEST_ID], operation=OP_EMBEDDINGS, model=parsed.model, body=body,
-        principal=principal, tag=_tag(request, sub), traceparent=request.headers.get("traceparent"),
-        cache=_cache_mode(request),
+        principal=principal, tag=tag_of(request, sub), traceparent=request.headers.get("traceparent"),
+        cache=cache_mode(request),
     )
     reply = await request_reply(state.nc, subjects.INFER_EMBEDDINGS, encode(message),
                                 state.settings.request_timeout_s)
-    _count_tokens(state, sub, reply.meta)
+    count_tokens(state, sub, reply.meta)
     return reply_response(reply, request[REQUEST_ID])
 
 
 _ROUTING = frozenset({"cost", "speed", "quality", "auto"})
 
 
-def _cache_mode(request: web.Request) -> str:
+def cache_mode(request: web.Request) -> str:
     mode = request.headers.get(CACHE_HEADER, DEFAULT_CACHE_MODE)
     if mode not in CACHE_MODES:
         raise GatewayError(400, errors.INVALID_REQUEST,
@@ -120,7 +120,7 @@ def _needs(parsed: ChatCompletionRequest) -> list[str]:
     return needs
 
 
-def _count_tokens(state: EdgeState, sub: SubAccountRecord | None, meta: DispatchMeta | None) -> None:
+def count_tokens(state: EdgeState, sub: SubAccountRecord | None, meta: DispatchMeta | None) -> None:
     """Feed the tokens of an answered request to the sub-account's TPM limit."""
     if sub is not None and sub.rate_limit_tpm is not None and meta is not None and meta.usage is not None:
         state.limiter.record_tokens(sub.id, meta.usage.input_units + meta.usage.output_units)

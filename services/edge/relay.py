@@ -105,7 +105,8 @@ def _error_event(body: ErrorBody) -> bytes:
 
 async def relay_stream(request: web.Request, nc: Client, subject: str, payload: bytes, request_id: str,
                        timeout_s: float, idle_timeout_s: float,
-                       on_end: Callable[[DispatchMeta], None] | None = None) -> web.StreamResponse:
+                       on_end: Callable[[DispatchMeta], None] | None = None,
+                       error_event: Callable[[ErrorBody], bytes] | None = None) -> web.StreamResponse:
     if not nc.is_connected:
         raise _unavailable("The gateway is reconnecting to its message bus")
     inbox = nc.new_inbox()
@@ -123,7 +124,7 @@ async def relay_stream(request: web.Request, nc: Client, subject: str, payload: 
         response = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **meta_headers(first.meta, request_id)})
         await response.prepare(request)
         try:
-            meta = await _pump(response, sub, idle_timeout_s)
+            meta = await _pump(response, sub, idle_timeout_s, error_event or _error_event)
             if meta is not None and on_end is not None:
                 on_end(meta)
         except ConnectionError:
@@ -134,7 +135,7 @@ async def relay_stream(request: web.Request, nc: Client, subject: str, payload: 
 
 
 async def _pump(response: web.StreamResponse, sub: nats.aio.subscription.Subscription,
-                idle_timeout_s: float) -> DispatchMeta | None:
+                idle_timeout_s: float, error_event: Callable[[ErrorBody], bytes]) -> DispatchMeta | None:
     """Write chunks as they arrive; end with the router's end marker (its meta returned) or an error event."""
     last = time.monotonic()
     while True:
@@ -142,14 +143,14 @@ async def _pump(response: web.StreamResponse, sub: nats.aio.subscription.Subscri
             msg = await sub.next_msg(timeout=idle_timeout_s)
         except nats.errors.TimeoutError:
             waited = time.monotonic() - last
-            await response.write(_error_event(ErrorBody(
+            await response.write(error_event(ErrorBody(
                 f"The stream stalled: nothing from the router for {waited:.0f}s.", errors.TIMEOUT, 504)))
             return None
         last = time.monotonic()
         try:
             message = _decode(msg)
         except GatewayError as exc:
-            await response.write(_error_event(exc.body))
+            await response.write(error_event(exc.body))
             return None
         if isinstance(message, StreamChunk):
             await response.write(message.data)
@@ -157,5 +158,5 @@ async def _pump(response: web.StreamResponse, sub: nats.aio.subscription.Subscri
             await response.write_eof()
             return message.meta
         elif isinstance(message, Failure):
-            await response.write(_error_event(message.error))
+            await response.write(error_event(message.error))
             return None

@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 from libs.contracts import errors
 from libs.contracts.bus.cache import CACHE_STATUS_HIT, CACHE_STATUS_MISS
 from libs.contracts.bus.inference import (
+    OP_CHAT,
     DispatchMeta,
     Failure,
     InferenceRequest,
@@ -44,6 +45,7 @@ from services.router.pricing import Pricing
 from services.router.providers.base import ProviderAdapter, UpstreamError, UpstreamResult, UpstreamStream
 from services.router.response_meta import build_meta, stream_tail, with_meta
 from services.router.routing import RetryPolicy, candidates, retryable
+from services.router.surfaces import Surface, SurfaceError, surface_for
 from services.router.usage_publisher import UsagePublisher
 
 log = structlog.get_logger()
@@ -85,6 +87,14 @@ class Dispatcher:
         structlog.contextvars.bind_contextvars(request_id=request.request_id,
                                               trace_id=trace_id_of(request.traceparent))
         try:
+            surface = surface_for(request.operation, request.body)
+        except (SurfaceError, msgspec.DecodeError) as exc:
+            await self._send(msg.reply, failure(400, errors.INVALID_REQUEST, str(exc),
+                                                param=getattr(exc, "param", None)))
+            return
+        if surface is not None:
+            request = msgspec.structs.replace(request, body=surface.chat_request, operation=OP_CHAT)
+        try:
             if request.model == AUTO_MODEL:
                 plan = self._catalog.auto_plan("text", set(request.needs), request.routing or "auto",
                                                self._health.latency_ms)
@@ -95,14 +105,14 @@ class Dispatcher:
             return
         routes = candidates(self._catalog, plan, request.models, self._health, self._rng)
         try:
-            key = self._cache_key(request)
+            key = self._cache_key(request) if surface is None else None
             hit = await self._cache.get(key) if key is not None else None
             if hit is not None:
                 await self._serve_hit(msg.reply, request, hit, received)
             elif request.stream:
-                await self._stream(msg.reply, request, routes, received, key)
+                await self._stream(msg.reply, request, routes, received, key, surface)
             else:
-                await self._complete(msg.reply, request, routes, received, key)
+                await self._complete(msg.reply, request, routes, received, key, surface)
         except _Exhausted as exhausted:
             await self._fail(msg.reply, request, exhausted, received)
         except Exception:
@@ -151,7 +161,7 @@ class Dispatcher:
         raise _Exhausted(last, last_route, latency_ms)
 
     async def _complete(self, reply_to: str, request: InferenceRequest, routes: Iterator[Route],
-                        received: float, key: str | None) -> None:
+                        received: float, key: str | None, surface: Surface | None) -> None:
         route, answer, _ = await self._attempts(request, routes, stream=False)
         assert isinstance(answer, UpstreamResult)
         meta = DispatchMeta(model=route.slug, provider=route.provider, upstream_latency_ms=answer.latency_ms,
@@ -163,11 +173,13 @@ class Dispatcher:
                                                     stored_at_ms=time.time_ns() // 1_000_000))
         total_ms = (time.perf_counter() - received) * 1000
         body = with_meta(answer.body, build_meta(request.request_id, meta, total_ms, answer.latency_ms))
+        if surface is not None:
+            body = surface.answer(body)
         await self._send(reply_to, Reply(answer.status, body, meta, answer.content_type))
         self._meter(request, route, meta, answer.status, None, total_ms)
 
     async def _stream(self, reply_to: str, request: InferenceRequest, routes: Iterator[Route],
-                      received: float, key: str | None) -> None:
+                      received: float, key: str | None, surface: Surface | None) -> None:
         started = time.perf_counter()
         route, stream, _ = await self._attempts(request, routes, stream=True)
         assert isinstance(stream, UpstreamStream)
@@ -175,11 +187,14 @@ class Dispatcher:
                             cache_status=CACHE_STATUS_MISS if key is not None else None)
         await self._send(reply_to, StreamStart(meta))
         assembler = StreamAssembler() if key is not None else None
+        converter = surface.stream() if surface is not None else None
         try:
             async for events in stream:
-                await self._nc.publish(reply_to, encode(StreamChunk(events)))
                 if assembler is not None:
                     assembler.feed(events)
+                if converter is not None:
+                    events = converter.feed(events)
+                await self._nc.publish(reply_to, encode(StreamChunk(events)))
         except UpstreamError as exc:
             # Bytes already went out: no failover now, the client gets an error event.
             self._health.record(route.key, False, (time.perf_counter() - started) * 1000)
@@ -193,8 +208,11 @@ class Dispatcher:
         meta.cost = self._pricing.cost(route.price, stream.usage, succeeded=True)
         total_ms = (finished - received) * 1000
         generation_ms = meta.upstream_latency_ms - stream.ttfb_ms
-        tail = stream_tail(stream.usage_chunk, build_meta(request.request_id, meta, total_ms, generation_ms),
-                           request.include_usage)
+        if converter is not None:
+            tail = converter.finish(stream.usage)
+        else:
+            tail = stream_tail(stream.usage_chunk, build_meta(request.request_id, meta, total_ms, generation_ms),
+                               request.include_usage)
         await self._nc.publish(reply_to, encode(StreamChunk(tail)))
         await self._send(reply_to, StreamEnd(meta))
         self._meter(request, route, meta, 200, None, total_ms)

@@ -11,8 +11,8 @@ from services.router.providers.base import UpstreamError
 
 
 def failure(status: int, type_: str, message: str, retry_after: int | None = None,
-            meta: DispatchMeta | None = None) -> Failure:
-    return Failure(ErrorBody(message=message, type=type_, code=status), retry_after, meta)
+            meta: DispatchMeta | None = None, param: str | None = None) -> Failure:
+    return Failure(ErrorBody(message=message, type=type_, code=status, param=param), retry_after, meta)
 
 
 def from_upstream(exc: UpstreamError, provider: str, meta: DispatchMeta | None = None) -> Failure:

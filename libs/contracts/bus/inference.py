@@ -14,6 +14,9 @@ from libs.contracts.errors import ErrorBody
 
 OP_CHAT: Final = "chat"
 OP_EMBEDDINGS: Final = "embeddings"
+# Client surfaces translated to chat by the router (published on the chat subject).
+OP_MESSAGES: Final = "messages"
+OP_RESPONSES: Final = "responses"
 
 
 class Principal(msgspec.Struct, array_like=True, frozen=True):

@@ -66,3 +66,11 @@ class MessagesRequest(msgspec.Struct):
     top_k: Annotated[int, msgspec.Meta(ge=0)] | None = None
     stream: bool | None = None
     metadata: Metadata | None = None
+
+
+def anthropic_error_type(status: int) -> str:
+    """The `error.type` Anthropic's SDK expects for an HTTP status (its errors carry both)."""
+    return {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+            403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+            429: "rate_limit_error", 504: "timeout_error", 529: "overloaded_error"}.get(
+        status, "api_error" if status >= 500 else "invalid_request_error")

@@ -1,0 +1,56 @@
+"""POST /v1/messages (Anthropic Messages API) and POST /v1/responses (OpenAI Responses API):
+validated here, translated to chat and back by the router, so any provider serves them."""
+
+from collections.abc import Callable
+
+import msgspec
+from aiohttp import web
+
+from libs.contracts import subjects
+from libs.contracts.bus.inference import OP_MESSAGES, OP_RESPONSES, InferenceRequest, encode
+from libs.contracts.errors import ErrorBody
+from libs.contracts.http.messages import MessagesRequest, anthropic_error_type
+from libs.contracts.http.responses import ResponsesRequest
+from services.edge.errors import REQUEST_ID
+from services.edge.inference import admit, cache_mode, count_tokens, tag_of
+from services.edge.relay import relay_stream, reply_response, request_reply
+from services.edge.validation import validate
+
+_decode_messages = msgspec.json.Decoder(MessagesRequest).decode
+_decode_responses = msgspec.json.Decoder(ResponsesRequest).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def _anthropic_error(body: ErrorBody) -> bytes:
+    error = {"type": "error", "error": {"type": anthropic_error_type(body.code), "message": body.message}}
+    return b"event: error\ndata: " + _encode(error) + b"\n\n"
+
+
+def _responses_error(body: ErrorBody) -> bytes:
+    error = {"type": "error", "code": body.type, "message": body.message, "param": body.param}
+    return b"event: error\ndata: " + _encode(error) + b"\n\n"
+
+
+async def _surface(request: web.Request, operation: str, decode: Callable[[bytes], MessagesRequest | ResponsesRequest],
+                   error_event: Callable[[ErrorBody], bytes]) -> web.StreamResponse:
+    state, principal, sub, body = await admit(request)
+    parsed = validate(decode, body)
+    message = InferenceRequest(
+        request_id=request[REQUEST_ID], operation=operation, model=parsed.model, body=body, principal=principal,
+        stream=bool(parsed.stream), tag=tag_of(request, sub), traceparent=request.headers.get("traceparent"),
+        cache=cache_mode(request))
+    if message.stream:
+        return await relay_stream(request, state.nc, subjects.INFER_CHAT, encode(message), request[REQUEST_ID],
+                                  state.settings.request_timeout_s, state.settings.stream_idle_timeout_s,
+                                  on_end=lambda meta: count_tokens(state, sub, meta), error_event=error_event)
+    reply = await request_reply(state.nc, subjects.INFER_CHAT, encode(message), state.settings.request_timeout_s)
+    count_tokens(state, sub, reply.meta)
+    return reply_response(reply, request[REQUEST_ID])
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    return await _surface(request, OP_MESSAGES, _decode_messages, _anthropic_error)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    return await _surface(request, OP_RESPONSES, _decode_responses, _responses_error)
