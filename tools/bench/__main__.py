@@ -37,7 +37,14 @@ def _start(root: Path, upstream_ms: int, metering: bool = True) -> tuple[list[Ma
     procs.append(start_module("upstream_sim", "tools.upstream_sim", env, logs))
     wait_http_ok(f"http://127.0.0.1:{sim_port}/healthz", 20, procs[-1].popen)
     admin = mint_key()
-    env = {**env, "SWITCHBOARD_NATS_URL": nats_url, "SWITCHBOARD_ADMIN_KEY": admin,
+    config = root / "bench.toml"
+    # Routing features configured but not triggered: a model with two healthy deployments and
+    # a fallback, to show what the machinery costs when nothing fails.
+    config.write_text(
+        f'[[providers]]\nslug = "sim2"\nbase_url = "{sim_url}"\napi_key_env = "SIM_API_KEY"\n'
+        '[[models]]\nid = "sim/ha"\nupstream = "gpt-sim"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n'
+        'deployments = [{provider = "sim"}, {provider = "sim2"}]\nfallbacks = ["sim/gpt-sim"]\n')
+    env = {**env, "SWITCHBOARD_NATS_URL": nats_url, "SWITCHBOARD_ADMIN_KEY": admin, "SWITCHBOARD_CONFIG": str(config),
            "SWITCHBOARD_HTTP_PORT": str(edge_port), "SWITCHBOARD_ROUTER_HEALTH_PORT": str(health),
            "SWITCHBOARD_DATA_DIR": str(root), "SIM_API_KEY": "bench", "SIM_BASE_URL": sim_url,
            "SWITCHBOARD_LEDGER_HEALTH_PORT": str(ledger_health), "SWITCHBOARD_METERING": "1" if metering else "0"}
@@ -107,6 +114,21 @@ def _metering_cost(root: Path, upstream_ms: int, seconds: float,
     return [(label, on[label], asdict(result)) for label, result in off.items() if label in on]
 
 
+def _routing_rows(urls: dict[str, str], admin: str, seconds: float,
+                  slack_ms: float) -> dict[str, dict[str, object]]:
+    """Failover configured but not triggered, and cache hits, on the same gateway."""
+    url, headers = f"{urls['gateway']}/chat/completions", {"Authorization": f"Bearer {admin}"}
+    ha = Target("ha", url, headers, json.dumps({"model": "sim/ha", **CHAT}).encode())
+    cached = Target("cache", url, {**headers, "x-cache": "force"},
+                    json.dumps({"model": "sim/gpt-sim", "temperature": 0, **CHAT}).encode())
+    run_closed(ha, 1, 1)
+    run_closed(cached, 1, 1)  # fills the cache entry every later request hits
+    return {"failover configured, 1 connection": asdict(run_closed(ha, 1, seconds)),
+            "failover configured, 500 rps fixed": asdict(run_fixed_rate(ha, 500, seconds, slack_ms)),
+            "cache hit, 1 connection": asdict(run_closed(cached, 1, seconds)),
+            "cache hit, 500 rps fixed": asdict(run_fixed_rate(cached, 500, seconds, slack_ms))}
+
+
 def main() -> None:
     seconds = float(os.environ.get("BENCH_SECONDS", "10"))
     rates = [float(r) for r in os.environ.get("BENCH_RATES", "200,500,1000").split(",") if r]
@@ -131,6 +153,7 @@ def main() -> None:
         rows.append(_row("stream, 1 connection", each(lambda t: run_closed(t, 1, seconds), stream)))
         rows.append(_row("stream, 200 rps fixed",
                          each(lambda t: run_fixed_rate(t, 200, seconds, slack_ms), stream)))
+        routing = _routing_rows(urls, admin, seconds, slack_ms)
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -139,6 +162,7 @@ def main() -> None:
               for store in ("sqlite", "clickhouse")}
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "upstream_latency_ms": upstream_ms,
               "seconds_per_run": seconds, "cpus": os.cpu_count(), "rows": rows, "metering": metering,
+              "routing": routing,
               "ledger_ingest": ingest}
     out_dir = Path("bench-results")
     out_dir.mkdir(exist_ok=True)
@@ -149,6 +173,9 @@ def main() -> None:
     for label, on, off in metering:
         print(f"  {label:<26} p50 {on['p50_ms']:.2f} vs {off['p50_ms']:.2f} ms, p99 {on['p99_ms']:.2f} vs "
               f"{off['p99_ms']:.2f} ms, {on['rps']:.0f} vs {off['rps']:.0f} rps")
+    print("routing features (gateway only, vs the plain gateway rows above):")
+    for label, result in routing.items():
+        print(f"  {label:<38} p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, {result['rps']:.0f} rps")
     print("ledger ingest (events waiting on USAGE -> stored):")
     for store, figures in ingest.items():
         print(f"  {store:<10} {figures['events_per_s']:>7} events/s ({figures['events']} in {figures['seconds']} s)")
