@@ -11,6 +11,8 @@ from typing import Final
 INFER_PREFIX: Final = "sb.infer"
 INFER_CHAT: Final = f"{INFER_PREFIX}.chat"
 INFER_EMBEDDINGS: Final = f"{INFER_PREFIX}.embeddings"
+# Images, audio, moderation and the utility endpoints (translations, rerank, ...).
+INFER_MODALITY: Final = f"{INFER_PREFIX}.modality"
 
 # Catalog queries: edge -> router request/reply.
 CATALOG_LIST: Final = "sb.catalog.list"

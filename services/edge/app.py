@@ -7,7 +7,7 @@ import structlog
 from aiohttp import web
 
 from libs.runtime.nats_conn import connect_nats
-from services.edge import admin, inference, router_queries, surfaces, usage
+from services.edge import admin, inference, modalities, router_queries, surfaces, usage
 from services.edge.auth import KeyStore
 from services.edge.errors import MAX_BODY, REQUEST_IDS, RequestIds, error_middleware
 from services.edge.ratelimit import RateLimiter
@@ -65,6 +65,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     app.router.add_post("/v1/embeddings", inference.embeddings)
     app.router.add_post("/v1/messages", surfaces.messages)
     app.router.add_post("/v1/responses", surfaces.responses)
+    modalities.add_routes(app)
     app.router.add_get("/v1/models", router_queries.list_models)
     app.router.add_get("/v1/models/{model_id:.+}", router_queries.get_model)
     app.router.add_get("/v1/health/providers", router_queries.provider_health)

@@ -47,6 +47,7 @@ from services.router.response_meta import build_meta, stream_tail, with_meta
 from services.router.routing import RetryPolicy, candidates, retryable
 from services.router.surfaces import Surface, SurfaceError, surface_for
 from services.router.usage_publisher import UsagePublisher
+from services.router.utilities import AUTO_MODALITY, Utility, UtilityError, utility_for
 
 log = structlog.get_logger()
 
@@ -87,17 +88,19 @@ class Dispatcher:
         structlog.contextvars.bind_contextvars(request_id=request.request_id,
                                               trace_id=trace_id_of(request.traceparent))
         try:
-            surface = surface_for(request.operation, request.body)
+            surface = surface_for(request.operation, request.body) or utility_for(request.operation, request.body)
         except (SurfaceError, msgspec.DecodeError) as exc:
             await self._send(msg.reply, failure(400, errors.INVALID_REQUEST, str(exc),
                                                 param=getattr(exc, "param", None)))
             return
         if surface is not None:
-            request = msgspec.structs.replace(request, body=surface.chat_request, operation=OP_CHAT)
+            # A utility is a function of its input: cached under x-cache auto, like embeddings.
+            cache = "force" if isinstance(surface, Utility) and request.cache == "auto" else request.cache
+            request = msgspec.structs.replace(request, body=surface.chat_request, operation=OP_CHAT, cache=cache)
         try:
             if request.model == AUTO_MODEL:
-                plan = self._catalog.auto_plan("text", set(request.needs), request.routing or "auto",
-                                               self._health.latency_ms)
+                plan = self._catalog.auto_plan(AUTO_MODALITY.get(request.operation, "text"), set(request.needs),
+                                               request.routing or "auto", self._health.latency_ms)
             else:
                 plan = self._catalog.plan(request.model)
         except RouteError as exc:
@@ -105,16 +108,18 @@ class Dispatcher:
             return
         routes = candidates(self._catalog, plan, request.models, self._health, self._rng)
         try:
-            key = self._cache_key(request) if surface is None else None
+            key = self._cache_key(request) if surface is None or isinstance(surface, Utility) else None
             hit = await self._cache.get(key) if key is not None else None
             if hit is not None:
-                await self._serve_hit(msg.reply, request, hit, received)
+                await self._serve_hit(msg.reply, request, hit, received, surface)
             elif request.stream:
                 await self._stream(msg.reply, request, routes, received, key, surface)
             else:
                 await self._complete(msg.reply, request, routes, received, key, surface)
         except _Exhausted as exhausted:
             await self._fail(msg.reply, request, exhausted, received)
+        except UtilityError as exc:  # a cached chat answer a utility cannot use
+            await self._send(msg.reply, failure(exc.status, exc.type, exc.message))
         except Exception:
             # A bug must cost one request a clean 500, not a client waiting out its timeout.
             log.exception("dispatch_failed")
@@ -140,7 +145,8 @@ class Dispatcher:
                         answer: UpstreamResult | UpstreamStream = await adapter.open_stream(
                             request.operation, route.upstream_model, request.body)
                     else:
-                        answer = await adapter.complete(request.operation, route.upstream_model, request.body)
+                        answer = await adapter.complete(request.operation, route.upstream_model, request.body,
+                                                        request.content_type)
                 except UpstreamError as exc:
                     latency_ms = (time.perf_counter() - started) * 1000
                     last, last_route = exc, route
@@ -167,14 +173,22 @@ class Dispatcher:
         meta = DispatchMeta(model=route.slug, provider=route.provider, upstream_latency_ms=answer.latency_ms,
                             usage=answer.usage, cost=self._pricing.cost(route.price, answer.usage, succeeded=True),
                             cache_status=CACHE_STATUS_MISS if key is not None else None)
+        total_ms = (time.perf_counter() - received) * 1000
+        body = answer.body
+        if answer.content_type.startswith("application/json"):  # never splice into audio or text
+            body = with_meta(body, build_meta(request.request_id, meta, total_ms, answer.latency_ms))
+        if surface is not None:
+            try:
+                body = surface.answer(body)
+            except UtilityError as exc:  # the model did not answer as asked: not billed, not cached
+                meta.cost = self._pricing.cost(route.price, None, succeeded=False)
+                await self._send(reply_to, failure(exc.status, exc.type, exc.message, meta=meta))
+                self._meter(request, route, meta, exc.status, exc.type, total_ms)
+                return
         if key is not None and answer.status == 200:
             await self._cache.put(key, CachedAnswer(body=answer.body, content_type=answer.content_type,
                                                     model=route.slug, provider=route.provider, usage=answer.usage,
                                                     stored_at_ms=time.time_ns() // 1_000_000))
-        total_ms = (time.perf_counter() - received) * 1000
-        body = with_meta(answer.body, build_meta(request.request_id, meta, total_ms, answer.latency_ms))
-        if surface is not None:
-            body = surface.answer(body)
         await self._send(reply_to, Reply(answer.status, body, meta, answer.content_type))
         self._meter(request, route, meta, answer.status, None, total_ms)
 
@@ -229,7 +243,8 @@ class Dispatcher:
         scope = f"{request.model}|{request.routing or ''}|{request.principal.subaccount_id or ''}"
         return cache_key(request.principal.account_id, request.operation, scope, request.body)
 
-    async def _serve_hit(self, reply_to: str, request: InferenceRequest, hit: CachedAnswer, received: float) -> None:
+    async def _serve_hit(self, reply_to: str, request: InferenceRequest, hit: CachedAnswer, received: float,
+                         surface: Surface | None = None) -> None:
         try:
             price = self._catalog.plan(hit.model).deployments[0].price
         except RouteError:
@@ -248,7 +263,9 @@ class Dispatcher:
             await self._nc.publish(reply_to, encode(StreamChunk(events)))
             await self._send(reply_to, StreamEnd(meta))
         else:
-            await self._send(reply_to, Reply(200, with_meta(hit.body, shown), meta, hit.content_type))
+            body = with_meta(hit.body, shown) if hit.content_type.startswith("application/json") else hit.body
+            await self._send(reply_to, Reply(200, surface.answer(body) if surface is not None else body, meta,
+                                             hit.content_type))
         route = Route(hit.model, hit.provider, "", price)
         self._meter(request, route, meta, 200, None, total_ms, cache_hit=True)
 

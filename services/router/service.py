@@ -72,7 +72,7 @@ class RouterService:
         await self.cache.start(js)
         self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers, self.pricing, self._usage,
                                       self.health, self.policy, self.cache)
-        for subject in (subjects.INFER_CHAT, subjects.INFER_EMBEDDINGS):
+        for subject in (subjects.INFER_CHAT, subjects.INFER_EMBEDDINGS, subjects.INFER_MODALITY):
             await self._nc.subscribe(subject, queue=subjects.ROUTER_QUEUE, cb=self._on_inference,
                                      pending_msgs_limit=65536)
         await self._nc.subscribe(subjects.CATALOG_LIST, queue=subjects.ROUTER_QUEUE, cb=self._on_catalog)

@@ -39,7 +39,7 @@ from tools.upstream_sim.common import (
     split_pieces,
 )
 from tools.upstream_sim.directives import DirectiveError, Directives, parse_directives
-from tools.upstream_sim.schema_fill import fill_schema
+from tools.upstream_sim.schema_fill import fill_schema, marked_schema
 
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 _ARG_FRAGMENT = 8  # characters of tool input JSON per input_json_delta
@@ -222,6 +222,8 @@ def plan_message(payload: dict[str, Any]) -> Plan:
         fragments = max(1, -(-len(_encode(value)) // _ARG_FRAGMENT))
         return Plan(None, {"type": "tool_use", "id": tool_id, "name": name, "input": value}, "tool_use", None,
                     prompt_tokens, fragments)
+    elif (schema := marked_schema(_text_of(system, "system")) if system is not None else None) is not None:
+        text = _encode(fill_schema(schema)).decode()  # a gateway utility's JSON answer
     else:
         text = "Echo: " + user_text
     stop_reason, stop_sequence = "end_turn", None

@@ -27,6 +27,7 @@ from tools.upstream_sim.directives import DirectiveError, parse_directives
 from tools.upstream_sim.gemini_wire import gemini_handler
 from tools.upstream_sim.openai_chat import handle_chat
 from tools.upstream_sim.openai_embeddings import handle_embeddings
+from tools.upstream_sim.openai_media import media_routes
 from tools.upstream_sim.settings import SimSettings
 
 WireHandler = Callable[[web.Request, dict[str, Any], Any], Awaitable[web.StreamResponse]]
@@ -165,6 +166,8 @@ def create_app(settings: SimSettings | None = None) -> web.Application:
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1beta/models/{name}", gemini_handler(_record))
     app.router.add_post("/v1/messages", handle_messages)
+    for path, handler in media_routes(_record, _auth_error, _dispatch):
+        app.router.add_post(path, handler)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model_id:.+}", get_model)
     app.router.add_get("/healthz", healthz)

@@ -31,6 +31,7 @@ class Directives(msgspec.Struct, kw_only=True):
     malformed: bool = False
     hang: bool = False
     reset: bool = False
+    plain: bool = False  # ignore response_format: answer prose where JSON was asked for
 
 
 # Model-name key -> (header name, struct field).
@@ -44,8 +45,9 @@ _KEYS: dict[str, tuple[str, str]] = {
     "malformed": ("x-sim-malformed", "malformed"),
     "hang": ("x-sim-hang", "hang"),
     "reset": ("x-sim-reset", "reset"),
+    "plain": ("x-sim-plain", "plain"),
 }
-_FLAGS = frozenset({"malformed", "hang", "reset"})
+_FLAGS = frozenset({"malformed", "hang", "reset", "plain"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 

@@ -41,7 +41,7 @@ from tools.upstream_sim.common import (
 )
 from tools.upstream_sim.directives import DirectiveError, Directives, parse_directives
 from tools.upstream_sim.openai_embeddings import DEFAULT_DIMENSIONS, MAX_DIMENSIONS, embed
-from tools.upstream_sim.schema_fill import fill_schema
+from tools.upstream_sim.schema_fill import fill_schema, marked_schema
 from tools.upstream_sim.settings import SimSettings
 
 Recorder = Callable[[web.Request, bytes], dict[str, str]]
@@ -227,7 +227,8 @@ def plan_content(payload: dict[str, Any]) -> Plan:
         return Plan(None, {"name": name, "args": args}, "STOP", prompt, count_words(_json_text(args)))
     elif config.get("responseMimeType") == "application/json":
         schema = config.get("responseSchema")
-        text = _json_text(fill_schema(_lower(schema)) if isinstance(schema, dict) else {"echo": user_text})
+        schema = _lower(schema) if isinstance(schema, dict) else marked_schema(_text(system))
+        text = _json_text(fill_schema(schema) if schema is not None else {"echo": user_text})
     else:
         text = "Echo: " + user_text
     text, finish = _apply_limits(text, config)

@@ -21,7 +21,7 @@ from tools.upstream_sim.common import (
     split_pieces,
 )
 from tools.upstream_sim.directives import Directives
-from tools.upstream_sim.schema_fill import fill_schema
+from tools.upstream_sim.schema_fill import fill_schema, marked_schema
 
 FINGERPRINT = "fp_upstream_sim"
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
@@ -95,14 +95,15 @@ def _json_text(value: Any) -> str:
     return msgspec.json.format(_encode(value), indent=0).decode()
 
 
-def _response_format_text(response_format: Any, user_text: str) -> str | None:
+def _response_format_text(response_format: Any, user_text: str, system_text: str = "") -> str | None:
     if response_format is None:
         return None
     if not isinstance(response_format, dict):
         raise InvalidRequest("Invalid 'response_format': expected an object.", "response_format")
     kind = response_format.get("type")
     if kind == "json_object":
-        return _json_text({"echo": user_text})
+        schema = marked_schema(system_text)
+        return _json_text(fill_schema(schema) if schema is not None else {"echo": user_text})
     if kind == "json_schema":
         spec = response_format.get("json_schema")
         if not isinstance(spec, dict):
@@ -154,7 +155,8 @@ def plan_completion(payload: dict[str, Any]) -> Plan:
         fragments = max(1, -(-len(arguments) // _ARG_FRAGMENT))
         return Plan(None, call, "tool_calls", prompt_tokens, fragments)
     else:
-        formatted = _response_format_text(payload.get("response_format"), user_text)
+        system_text = " ".join(_text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
+        formatted = _response_format_text(payload.get("response_format"), user_text, system_text)
         text = formatted if formatted is not None else "Echo: " + user_text
     text, finish = _apply_limits(text, payload)
     return Plan(text, None, finish, prompt_tokens, count_words(text))
@@ -176,6 +178,8 @@ def _usage(plan: Plan) -> dict[str, Any]:
 
 
 async def handle_chat(request: web.Request, payload: dict[str, Any], directives: Directives) -> web.StreamResponse:
+    if directives.plain:
+        payload = {k: v for k, v in payload.items() if k != "response_format"}
     plan = plan_completion(payload)
     n = _int_param(payload, "n", 1, 128) or 1
     if payload.get("stream") is True:

@@ -7,6 +7,7 @@ tests can assert on exact output.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -23,6 +24,24 @@ _FORMATS: dict[str, str] = {
     "ipv6": "::1",
     "hostname": "example.com",
 }
+
+
+# The gateway's utility endpoints (services/router/utilities.py SCHEMA_MARKER) end their system
+# prompt with this line and the JSON Schema of the answer; a json_object request carrying it is
+# answered with JSON valid against that schema instead of the {"echo": ...} object.
+UTILITY_SCHEMA_MARKER = "JSON Schema of the answer:"
+
+
+def marked_schema(system_text: str) -> dict[str, Any] | None:
+    """The schema after UTILITY_SCHEMA_MARKER in a system prompt, or None."""
+    _, found, rest = system_text.partition(UTILITY_SCHEMA_MARKER)
+    if not found:
+        return None
+    try:
+        schema, _ = json.JSONDecoder().raw_decode(rest.lstrip())
+    except ValueError:
+        return None
+    return schema if isinstance(schema, dict) else None
 
 
 def fill_schema(schema: Any, *, name: str = "value") -> Any:

@@ -17,6 +17,21 @@ OP_EMBEDDINGS: Final = "embeddings"
 # Client surfaces translated to chat by the router (published on the chat subject).
 OP_MESSAGES: Final = "messages"
 OP_RESPONSES: Final = "responses"
+# OpenAI media and moderation APIs, passed through to providers that speak them
+# (published on the modality subject). The form operations carry a multipart body.
+OP_IMAGES: Final = "images.generations"
+OP_IMAGE_EDITS: Final = "images.edits"
+OP_MODERATIONS: Final = "moderations"
+OP_SPEECH: Final = "audio.speech"
+OP_TRANSCRIPTIONS: Final = "audio.transcriptions"
+OP_AUDIO_TRANSLATIONS: Final = "audio.translations"
+FORM_OPERATIONS: Final = frozenset({OP_IMAGE_EDITS, OP_TRANSCRIPTIONS, OP_AUDIO_TRANSLATIONS})
+# Utility endpoints implemented on a chat model by the router (services/router/utilities.py).
+OP_TRANSLATIONS: Final = "translations"
+OP_CLASSIFICATIONS: Final = "classifications"
+OP_RERANK: Final = "rerank"
+OP_DETECTIONS: Final = "detections"
+OP_OCR: Final = "ocr"
 
 
 class Principal(msgspec.Struct, array_like=True, frozen=True):
@@ -45,6 +60,8 @@ class InferenceRequest(msgspec.Struct, array_like=True):
     routing: str | None = None
     needs: list[str] = []
     cache: str = "auto"  # x-cache: auto | force | skip
+    # The client's Content-Type when the body is not JSON (multipart forms keep their boundary).
+    content_type: str | None = None
 
 
 class Usage(msgspec.Struct, array_like=True):

@@ -135,7 +135,8 @@ class AnthropicAdapter(ProviderAdapter):
         except aiohttp.ClientError as exc:
             raise UpstreamError("connection", f"cannot reach {self.slug}: {exc}") from exc
 
-    async def complete(self, operation: str, upstream_model: str, body: bytes) -> UpstreamResult:
+    async def complete(self, operation: str, upstream_model: str, body: bytes,
+                       content_type: str | None = None) -> UpstreamResult:
         started = time.perf_counter()
         response = await self._post(operation, upstream_model, body, stream=False)
         try:

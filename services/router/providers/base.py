@@ -89,7 +89,9 @@ class ProviderAdapter(ABC):
     async def close(self) -> None: ...
 
     @abstractmethod
-    async def complete(self, operation: str, upstream_model: str, body: bytes) -> UpstreamResult: ...
+    async def complete(self, operation: str, upstream_model: str, body: bytes,
+                       content_type: str | None = None) -> UpstreamResult:
+        """One whole answer. `content_type` is the client's, for bodies that are not JSON (forms)."""
 
     @abstractmethod
     async def open_stream(self, operation: str, upstream_model: str, body: bytes) -> UpstreamStream:

@@ -204,7 +204,8 @@ class GeminiAdapter(ProviderAdapter):
             raise UpstreamError("malformed", f"{self.slug} answered with JSON that is not an object")
         return answer
 
-    async def complete(self, operation: str, upstream_model: str, body: bytes) -> UpstreamResult:
+    async def complete(self, operation: str, upstream_model: str, body: bytes,
+                       content_type: str | None = None) -> UpstreamResult:
         started = time.perf_counter()
         request = _client_body(body)
         if operation == OP_EMBEDDINGS:

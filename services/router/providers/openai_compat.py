@@ -15,7 +15,7 @@ from typing import Final
 import aiohttp
 import msgspec
 
-from libs.contracts.bus.inference import OP_CHAT, OP_EMBEDDINGS, Usage
+from libs.contracts.bus.inference import FORM_OPERATIONS, OP_CHAT, OP_EMBEDDINGS, Usage
 from services.router.providers.base import (
     ProviderAdapter,
     ProviderSettings,
@@ -23,6 +23,7 @@ from services.router.providers.base import (
     UpstreamResult,
     UpstreamStream,
 )
+from services.router.providers.openai_media import MEDIA_PATHS, form_payload, is_json, media_usage
 
 # Providers enabled by their SDK-style environment variables alone:
 # slug -> (key variable, base-URL variable, default base URL).
@@ -38,7 +39,7 @@ ENV_PROVIDERS: Final = {
     "sim": ("SIM_API_KEY", "SIM_BASE_URL", "http://127.0.0.1:9100/v1"),
 }
 
-_PATHS: Final = {OP_CHAT: "/chat/completions", OP_EMBEDDINGS: "/embeddings"}
+_PATHS: Final = {OP_CHAT: "/chat/completions", OP_EMBEDDINGS: "/embeddings", **MEDIA_PATHS}
 _DONE_EVENT: Final = b"data: [DONE]\n\n"
 _MAX_RETRY_AFTER_S: Final = 86400
 
@@ -225,22 +226,28 @@ class OpenAICompatAdapter(ProviderAdapter):
             await self._session.close()
 
     async def _post(self, operation: str, upstream_model: str, body: bytes,
-                    stream: bool = False) -> aiohttp.ClientResponse:
+                    stream: bool = False, content_type: str | None = None) -> aiohttp.ClientResponse:
         assert self._session is not None, "adapter used before start()"
+        headers = self._headers
+        if operation in FORM_OPERATIONS:
+            payload = form_payload(body, content_type, upstream_model)
+            headers = {**headers, "Content-Type": content_type or ""}
+        else:
+            try:
+                payload = rewrite_model(body, upstream_model, stream_usage=stream)
+            except msgspec.DecodeError as exc:
+                raise UpstreamError("malformed", "request body is not a JSON object", status=400) from exc
         try:
-            payload = rewrite_model(body, upstream_model, stream_usage=stream)
-        except msgspec.DecodeError as exc:
-            raise UpstreamError("malformed", "request body is not a JSON object", status=400) from exc
-        try:
-            return await self._session.post(self._urls[operation], data=payload, headers=self._headers)
+            return await self._session.post(self._urls[operation], data=payload, headers=headers)
         except TimeoutError as exc:
             raise UpstreamError("timeout", f"no answer from {self.slug} in time") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError("connection", f"cannot reach {self.slug}: {exc}") from exc
 
-    async def complete(self, operation: str, upstream_model: str, body: bytes) -> UpstreamResult:
+    async def complete(self, operation: str, upstream_model: str, body: bytes,
+                       content_type: str | None = None) -> UpstreamResult:
         started = time.perf_counter()
-        response = await self._post(operation, upstream_model, body)
+        response = await self._post(operation, upstream_model, body, content_type=content_type)
         try:
             data = await response.read()
         except TimeoutError as exc:
@@ -252,11 +259,24 @@ class OpenAICompatAdapter(ProviderAdapter):
         latency_ms = (time.perf_counter() - started) * 1000
         if response.status >= 400:
             raise status_error(response.status, data, response.headers)
+        if operation in MEDIA_PATHS:
+            return self._media_result(operation, body, response, data, latency_ms)
         try:
             usage = to_usage(_decode_probe(data))
         except msgspec.DecodeError as exc:
             raise UpstreamError("malformed", f"{self.slug} answered with malformed JSON") from exc
         return UpstreamResult(response.status, data, latency_ms, usage)
+
+    def _media_result(self, operation: str, body: bytes, response: aiohttp.ClientResponse, data: bytes,
+                      latency_ms: float) -> UpstreamResult:
+        """Images, audio and moderation answers: JSON, text or binary, with the provider's Content-Type."""
+        content_type = response.headers.get("Content-Type") or "application/octet-stream"
+        try:
+            usage = media_usage(operation, body, data, content_type)
+        except msgspec.DecodeError as exc:
+            raise UpstreamError("malformed", f"{self.slug} answered with malformed JSON") from exc
+        return UpstreamResult(response.status, data, latency_ms, usage,
+                              "application/json" if is_json(content_type) else content_type)
 
     async def open_stream(self, operation: str, upstream_model: str, body: bytes) -> UpstreamStream:
         started = time.perf_counter()
