@@ -27,7 +27,6 @@ import msgspec
 
 from libs.contracts.bus.inference import OP_CHAT, OP_EMBEDDINGS
 from services.router.providers.base import (
-    ProviderAdapter,
     ProviderSettings,
     UpstreamError,
     UpstreamResult,
@@ -35,6 +34,7 @@ from services.router.providers.base import (
 )
 from services.router.providers.gemini_response import ChatStream, chat_response, embeddings_response
 from services.router.providers.gemini_translate import TranslationError, chat_request, embeddings_request
+from services.router.providers.http import HttpAdapter, sse_batches
 from services.router.providers.openai_compat import _data_of, parse_retry_after, status_error
 
 # slug -> (key variable, base-URL variable, default base URL); the base URL is the host
@@ -92,27 +92,10 @@ class GeminiStream(UpstreamStream):
         self._chat = ChatStream(model)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
-        buffer = b""
-        try:
-            async for chunk in self._response.content.iter_any():
-                buffer += chunk
-                if b"\r" in buffer:
-                    # Normalised on the buffer, not the chunk: a CRLF may straddle two reads.
-                    buffer = buffer.replace(b"\r\n", b"\n")
-                cut = buffer.rfind(b"\n\n")
-                if cut < 0:
-                    continue
-                events, buffer = buffer[: cut + 2], buffer[cut + 2 :]
-                out = self._translate(events)
-                if out:
-                    yield out
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise UpstreamError(
-                "timeout" if isinstance(exc, asyncio.TimeoutError) else "connection",
-                f"upstream stream broke off: {exc!r}",
-            ) from exc
-        if buffer.strip():
-            raise UpstreamError("connection", "upstream stream ended inside an event")
+        async for events in sse_batches(self._response):
+            out = self._translate(events)
+            if out:
+                yield out
         try:
             self.usage_chunk, self.usage = self._chat.close()
         except TranslationError as exc:
@@ -143,7 +126,7 @@ class GeminiStream(UpstreamStream):
         self._response.release()
 
 
-class GeminiAdapter(ProviderAdapter):
+class GeminiAdapter(HttpAdapter):
     kind = "gemini"
     operations = frozenset({OP_CHAT, OP_EMBEDDINGS})
 
@@ -152,50 +135,13 @@ class GeminiAdapter(ProviderAdapter):
         base = settings.base_url.rstrip("/")
         self._base = base if _VERSIONED.search(base) else base + "/v1beta"
         self._headers = {"x-goog-api-key": settings.api_key, "Content-Type": "application/json"}
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=self.settings.max_connections, ttl_dns_cache=300, keepalive_timeout=30
-        )
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=self.settings.connect_timeout_s,
-            sock_read=self.settings.read_timeout_s,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, auto_decompress=True, raise_for_status=False
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
     def _url(self, upstream_model: str, method: str) -> str:
         return f"{self._base}/{urllib.parse.quote(model_path(upstream_model), safe='/+=@,')}:{method}"
 
-    async def _post(self, url: str, payload: Any) -> aiohttp.ClientResponse:
-        assert self._session is not None, "adapter used before start()"
-        try:
-            return await self._session.post(url, data=_encode(payload), headers=self._headers)
-        except TimeoutError as exc:
-            raise UpstreamError("timeout", f"no answer from {self.slug} in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError("connection", f"cannot reach {self.slug}: {exc}") from exc
-
     async def _call(self, url: str, payload: Any) -> dict[str, Any]:
         """POST and return the decoded JSON object of a successful answer."""
-        response = await self._post(url, payload)
-        try:
-            data = await response.read()
-        except TimeoutError as exc:
-            raise UpstreamError("timeout", f"no answer from {self.slug} in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError("connection", f"{self.slug} broke off the response: {exc}") from exc
-        finally:
-            response.release()
-        if response.status >= 400:
-            raise gemini_error(response.status, data, response.headers)
+        data = await self.read(await self.send(url, _encode(payload), self._headers), gemini_error)
         try:
             answer = _decode(data)
         except msgspec.DecodeError as exc:
@@ -231,18 +177,9 @@ class GeminiAdapter(ProviderAdapter):
             raise UpstreamError("malformed", f"{operation} cannot be streamed", status=400)
         started = time.perf_counter()
         payload = _translated(chat_request, _client_body(body))
-        response = await self._post(self._url(upstream_model, "streamGenerateContent") + "?alt=sse", payload)
-        if response.status >= 400:
-            try:
-                data = await response.read()
-            except (TimeoutError, aiohttp.ClientError):
-                data = b""
-            finally:
-                response.release()
-            raise gemini_error(response.status, data, response.headers)
-        if not response.content_type.startswith("text/event-stream"):
-            response.release()
-            raise UpstreamError("malformed", f"{self.slug} did not answer with an event stream")
+        response = await self.send(self._url(upstream_model, "streamGenerateContent") + "?alt=sse",
+                                   _encode(payload), self._headers)
+        await self.expect_events(response, gemini_error)
         return GeminiStream(response, started, upstream_model, self.slug)
 
 

@@ -5,7 +5,6 @@ The body is the client's own OpenAI-shaped JSON, so translation is only the
 model name: fields are kept as raw JSON and never re-encoded.
 """
 
-import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -17,12 +16,12 @@ import msgspec
 
 from libs.contracts.bus.inference import FORM_OPERATIONS, OP_CHAT, OP_EMBEDDINGS, Usage
 from services.router.providers.base import (
-    ProviderAdapter,
     ProviderSettings,
     UpstreamError,
     UpstreamResult,
     UpstreamStream,
 )
+from services.router.providers.http import HttpAdapter, sse_batches
 from services.router.providers.openai_media import MEDIA_PATHS, form_payload, is_json, media_usage
 
 # Providers enabled by their SDK-style environment variables alone:
@@ -133,27 +132,10 @@ class OpenAIStream(UpstreamStream):
         self.ttfb_ms = (time.perf_counter() - started) * 1000
 
     async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
-        buffer = b""
-        try:
-            async for chunk in self._response.content.iter_any():
-                buffer += chunk
-                if b"\r" in buffer:
-                    # Normalised on the buffer, not the chunk: a CRLF may straddle two reads.
-                    buffer = buffer.replace(b"\r\n", b"\n")
-                cut = buffer.rfind(b"\n\n")
-                if cut < 0:
-                    continue
-                events, buffer = buffer[: cut + 2], buffer[cut + 2 :]
-                events = self._filter(events)
-                if events:
-                    yield events
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise UpstreamError(
-                "timeout" if isinstance(exc, asyncio.TimeoutError) else "connection",
-                f"upstream stream broke off: {exc!r}",
-            ) from exc
-        if buffer.strip():
-            raise UpstreamError("connection", "upstream stream ended inside an event")
+        async for events in sse_batches(self._response):
+            kept = self._filter(events)
+            if kept:
+                yield kept
 
     def _filter(self, events: bytes) -> bytes:
         """Validate each event; keep usage and withhold the stream's tail (usage-only chunk, [DONE])."""
@@ -194,7 +176,7 @@ def _data_of(event: bytes) -> bytes | None:
     return lines[0] if len(lines) == 1 else b"\n".join(lines)
 
 
-class OpenAICompatAdapter(ProviderAdapter):
+class OpenAICompatAdapter(HttpAdapter):
     kind = "openai"
     operations = frozenset(_PATHS)
 
@@ -206,28 +188,9 @@ class OpenAICompatAdapter(ProviderAdapter):
             "Authorization": f"Bearer {settings.api_key}",
             "Content-Type": "application/json",
         }
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=self.settings.max_connections, ttl_dns_cache=300, keepalive_timeout=30
-        )
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=self.settings.connect_timeout_s,
-            sock_read=self.settings.read_timeout_s,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, auto_decompress=True, raise_for_status=False
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
     async def _post(self, operation: str, upstream_model: str, body: bytes,
                     stream: bool = False, content_type: str | None = None) -> aiohttp.ClientResponse:
-        assert self._session is not None, "adapter used before start()"
         headers = self._headers
         if operation in FORM_OPERATIONS:
             payload = form_payload(body, content_type, upstream_model)
@@ -237,28 +200,14 @@ class OpenAICompatAdapter(ProviderAdapter):
                 payload = rewrite_model(body, upstream_model, stream_usage=stream)
             except msgspec.DecodeError as exc:
                 raise UpstreamError("malformed", "request body is not a JSON object", status=400) from exc
-        try:
-            return await self._session.post(self._urls[operation], data=payload, headers=headers)
-        except TimeoutError as exc:
-            raise UpstreamError("timeout", f"no answer from {self.slug} in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError("connection", f"cannot reach {self.slug}: {exc}") from exc
+        return await self.send(self._urls[operation], payload, headers)
 
     async def complete(self, operation: str, upstream_model: str, body: bytes,
                        content_type: str | None = None) -> UpstreamResult:
         started = time.perf_counter()
         response = await self._post(operation, upstream_model, body, content_type=content_type)
-        try:
-            data = await response.read()
-        except TimeoutError as exc:
-            raise UpstreamError("timeout", f"no answer from {self.slug} in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError("connection", f"{self.slug} broke off the response: {exc}") from exc
-        finally:
-            response.release()
+        data = await self.read(response, status_error)
         latency_ms = (time.perf_counter() - started) * 1000
-        if response.status >= 400:
-            raise status_error(response.status, data, response.headers)
         if operation in MEDIA_PATHS:
             return self._media_result(operation, body, response, data, latency_ms)
         try:
@@ -281,17 +230,7 @@ class OpenAICompatAdapter(ProviderAdapter):
     async def open_stream(self, operation: str, upstream_model: str, body: bytes) -> UpstreamStream:
         started = time.perf_counter()
         response = await self._post(operation, upstream_model, body, stream=True)
-        if response.status >= 400:
-            try:
-                data = await response.read()
-            except (TimeoutError, aiohttp.ClientError):
-                data = b""
-            finally:
-                response.release()
-            raise status_error(response.status, data, response.headers)
-        if not response.content_type.startswith("text/event-stream"):
-            response.release()
-            raise UpstreamError("malformed", f"{self.slug} did not answer with an event stream")
+        await self.expect_events(response, status_error)
         return OpenAIStream(response, started)
 
 
