@@ -44,3 +44,20 @@ async def connect_nats(
         # Buffer publishes during a short outage instead of failing them at once.
         pending_size=8 * 1024 * 1024,
     )
+
+
+async def shutdown_nats(nc: Client, timeout_s: float = 2.0) -> None:
+    """Push out what is still buffered, then close.
+
+    Callers stop their own work first (unsubscribe, finish in-flight requests, flush
+    outboxes). nats-py's drain is not used: a pull consumer or KV watch whose queue
+    nobody reads any more holds it for its full 30 s timeout.
+    """
+    if nc.is_closed:
+        return
+    if nc.is_connected:
+        try:
+            await nc.flush(timeout=timeout_s)
+        except Exception as exc:  # the server may be gone already
+            log.warning("nats_flush_at_close_failed", error=repr(exc))
+    await nc.close()

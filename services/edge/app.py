@@ -6,7 +6,7 @@ import time
 import structlog
 from aiohttp import web
 
-from libs.runtime.nats_conn import connect_nats
+from libs.runtime.nats_conn import connect_nats, shutdown_nats
 from services.edge import admin, inference, modalities, router_queries, surfaces, usage
 from services.edge.auth import KeyStore
 from services.edge.errors import MAX_BODY, REQUEST_IDS, RequestIds, error_middleware
@@ -82,8 +82,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
         await limiter.stop()
         await keys.mirror.stop()
         await tenancy.stop()
-        if nc.is_connected:
-            await nc.drain()
+        await shutdown_nats(nc)
 
     app.on_cleanup.append(shutdown)
     log.info("edge_ready", url=f"http://{settings.host}:{settings.port}/v1", max_body_bytes=max_body)

@@ -18,7 +18,7 @@ from libs.contracts.keys import decode_record
 from libs.runtime.env import data_dir, env_float, env_str, nats_url
 from libs.runtime.jetstream import ensure_stream
 from libs.runtime.kv_mirror import KvMirror, open_bucket
-from libs.runtime.nats_conn import connect_nats
+from libs.runtime.nats_conn import connect_nats, shutdown_nats
 from services.ledger import queries
 from services.ledger.accounts import Accounts
 from services.ledger.admin_ops import dispatch
@@ -113,6 +113,6 @@ class LedgerService:
             await self._daily.stop()
         for mirror in self._mirrors:
             await mirror.stop()
-        if self._nc is not None and self._nc.is_connected:
-            await self._nc.drain()
+        if self._nc is not None:
+            await shutdown_nats(self._nc)
         await self.store.close()

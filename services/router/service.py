@@ -9,6 +9,7 @@ import msgspec
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from libs.contracts import errors, streams, subjects
 from libs.contracts.bus import cache as cache_bus
@@ -17,7 +18,7 @@ from libs.contracts.bus.inference import Reply, encode
 from libs.contracts.config import SwitchboardConfig
 from libs.runtime.env import env_float, env_str, nats_url
 from libs.runtime.jetstream import ensure_stream
-from libs.runtime.nats_conn import connect_nats
+from libs.runtime.nats_conn import connect_nats, shutdown_nats
 from services.router.cache import ResponseCache
 from services.router.catalog import DEFAULT_CATALOG, Catalog, RouteError
 from services.router.dispatch import Dispatcher
@@ -50,6 +51,7 @@ class RouterService:
                                  cooldown_s=router_cfg.breaker_cooldown_s or 30.0)
         self._tasks: set[asyncio.Task[None]] = set()
         self._usage: UsagePublisher | None = None
+        self._subscriptions: list[Subscription] = []
         self._nc: Client | None = None
         self._dispatcher: Dispatcher | None = None
 
@@ -72,13 +74,13 @@ class RouterService:
         await self.cache.start(js)
         self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers, self.pricing, self._usage,
                                       self.health, self.policy, self.cache)
-        for subject in (subjects.INFER_CHAT, subjects.INFER_EMBEDDINGS, subjects.INFER_MODALITY):
-            await self._nc.subscribe(subject, queue=subjects.ROUTER_QUEUE, cb=self._on_inference,
-                                     pending_msgs_limit=65536)
-        await self._nc.subscribe(subjects.CATALOG_LIST, queue=subjects.ROUTER_QUEUE, cb=self._on_catalog)
-        await self._nc.subscribe(subjects.CATALOG_GET, queue=subjects.ROUTER_QUEUE, cb=self._on_catalog)
-        await self._nc.subscribe(subjects.HEALTH_PROVIDERS, queue=subjects.ROUTER_QUEUE, cb=self._on_health)
-        await self._nc.subscribe(subjects.CACHE_PURGE, queue=subjects.ROUTER_QUEUE, cb=self._on_purge)
+        handlers = {subjects.INFER_CHAT: self._on_inference, subjects.INFER_EMBEDDINGS: self._on_inference,
+                    subjects.INFER_MODALITY: self._on_inference, subjects.CATALOG_LIST: self._on_catalog,
+                    subjects.CATALOG_GET: self._on_catalog, subjects.HEALTH_PROVIDERS: self._on_health,
+                    subjects.CACHE_PURGE: self._on_purge}
+        self._subscriptions = [
+            await self._nc.subscribe(subject, queue=subjects.ROUTER_QUEUE, cb=handler, pending_msgs_limit=65536)
+            for subject, handler in handlers.items()]
         await self._nc.flush()
         log.info("router_ready", providers=sorted(self.providers))
 
@@ -117,14 +119,20 @@ class RouterService:
         await msg.respond(cache_bus.encode(answer))
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        if self._nc is not None and self._nc.is_connected:
-            # Stop taking new requests, finish the ones in flight.
-            await self._nc.drain()
+        # Stop taking requests, finish the ones in flight, flush their usage while the
+        # connection is still up, and only then close it.
+        for subscription in self._subscriptions:
+            try:
+                await subscription.unsubscribe()
+            except Exception as exc:  # the connection may already be gone
+                log.warning("unsubscribe_failed", error=repr(exc))
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace_s)
         if self._usage is not None:
             await self._usage.stop()
         await self.health.stop()
         await self.cache.stop()
+        if self._nc is not None:
+            await shutdown_nats(self._nc)
         for adapter in self.providers.values():
             await adapter.close()

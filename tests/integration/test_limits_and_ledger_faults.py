@@ -100,3 +100,19 @@ def test_ledger_killed_under_load_loses_and_doubles_nothing(private_gateway: Clu
     report = call(private_gateway, "GET", f"/sub-accounts/{sub['id']}/usage").json()
     assert report["total"]["requests"] == 200
     assert report["total"]["cost_micros"] == sum(seen)
+
+
+def test_router_stopped_gracefully_flushes_its_usage(private_gateway: Cluster) -> None:
+    sub = create_sub_account(private_gateway, name="flushed")
+    client = private_gateway.client(key=sub["key"])
+    for _ in range(20):
+        client.chat.completions.create(model="sim/gpt-sim", messages=USER)
+    private_gateway.routers[0].stop()  # SIGTERM right after the answers: usage still in the outbox
+    private_gateway.routers.clear()
+    private_gateway.start_router()
+
+    def stored() -> int | None:
+        total = call(private_gateway, "GET", f"/sub-accounts/{sub['id']}/usage").json()["total"]["requests"]
+        return total if total >= 20 else None
+
+    assert eventually(stored, 10) == 20
