@@ -13,8 +13,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 from libs.contracts.keys import mint_key
 from tools.bench.ingest import measure as measure_ingest
@@ -26,7 +28,14 @@ CHAT = {"messages": [{"role": "user", "content": "Summarise the benefits of a ga
 TARGETS = ("direct", "floor", "gateway")
 
 
-def _start(root: Path, upstream_ms: int, metering: bool = True) -> tuple[list[ManagedProcess], dict[str, str], str]:
+class Stack(NamedTuple):
+    procs: list[ManagedProcess]
+    urls: dict[str, str]
+    admin: str
+    restart_router: Callable[[bool], None]  # metering on/off, everything else untouched
+
+
+def _start(root: Path, upstream_ms: int) -> Stack:
     logs = root / "logs"
     nats_port, sim_port, edge_port, floor_port, health, ledger_health = (free_port() for _ in range(6))
     nats_url, sim_url = f"nats://127.0.0.1:{nats_port}", f"http://127.0.0.1:{sim_port}/v1"
@@ -47,12 +56,23 @@ def _start(root: Path, upstream_ms: int, metering: bool = True) -> tuple[list[Ma
     env = {**env, "SWITCHBOARD_NATS_URL": nats_url, "SWITCHBOARD_ADMIN_KEY": admin, "SWITCHBOARD_CONFIG": str(config),
            "SWITCHBOARD_HTTP_PORT": str(edge_port), "SWITCHBOARD_ROUTER_HEALTH_PORT": str(health),
            "SWITCHBOARD_DATA_DIR": str(root), "SIM_API_KEY": "bench", "SIM_BASE_URL": sim_url,
-           "SWITCHBOARD_LEDGER_HEALTH_PORT": str(ledger_health), "SWITCHBOARD_METERING": "1" if metering else "0"}
-    if metering:
-        procs.append(start_module("ledger", "services.ledger", env, logs))
-        wait_http_ok(f"http://127.0.0.1:{ledger_health}/readyz", 30, procs[-1].popen)
-    procs.append(start_module("router", "services.router", env, logs))
-    wait_http_ok(f"http://127.0.0.1:{health}/readyz", 30, procs[-1].popen)
+           "SWITCHBOARD_LEDGER_HEALTH_PORT": str(ledger_health)}
+    procs.append(start_module("ledger", "services.ledger", env, logs))
+    wait_http_ok(f"http://127.0.0.1:{ledger_health}/readyz", 30, procs[-1].popen)
+
+    def restart_router(metering: bool) -> None:
+        if router_at[0] >= 0:
+            procs[router_at[0]].stop()
+        router = start_module("router", "services.router", {**env, "SWITCHBOARD_METERING": str(int(metering))}, logs)
+        wait_http_ok(f"http://127.0.0.1:{health}/readyz", 30, router.popen)
+        if router_at[0] >= 0:
+            procs[router_at[0]] = router
+        else:
+            router_at[0] = len(procs)
+            procs.append(router)
+
+    router_at = [-1]
+    restart_router(True)
     procs.append(start_module("edge", "services.edge", env, logs))
     wait_http_ok(f"http://127.0.0.1:{edge_port}/readyz", 30, procs[-1].popen)
     floor = [sys.executable, "-m", "tools.bench.floor"]
@@ -61,7 +81,7 @@ def _start(root: Path, upstream_ms: int, metering: bool = True) -> tuple[list[Ma
     wait_http_ok(f"http://127.0.0.1:{floor_port}/healthz", 30, procs[-1].popen)
     urls = {"direct": sim_url, "floor": f"http://127.0.0.1:{floor_port}/v1",
             "gateway": f"http://127.0.0.1:{edge_port}/v1"}
-    return procs, urls, admin
+    return Stack(procs, urls, admin, restart_router)
 
 
 def _targets(urls: dict[str, str], admin: str, stream: bool) -> dict[str, Target]:
@@ -98,20 +118,20 @@ def _table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def _metering_cost(root: Path, upstream_ms: int, seconds: float,
-                   rows: list[dict[str, object]]) -> list[tuple[str, dict[str, object], dict[str, object]]]:
-    """The same gateway with usage publishing off, against the metered rows measured above."""
-    procs, urls, admin = _start(root / "no-metering", upstream_ms, metering=False)
+def _metering_ab(stack: Stack, seconds: float, slack_ms: float, rounds: int = 2) -> dict[str, list[dict[str, object]]]:
+    """500 rps with metering on, then off, alternating, on the same stack: only the router restarts, so
+    the comparison is not confounded by a different ledger, NATS state or time of the run."""
+    target = _targets(stack.urls, stack.admin, stream=False)["gateway"]
+    results: dict[str, list[dict[str, object]]] = {"on": [], "off": []}
     try:
-        target = _targets(urls, admin, stream=False)["gateway"]
-        run_closed(target, 2, 2)
-        off = {"1 connection, sequential": run_closed(target, 1, seconds),
-               "500 rps fixed": run_fixed_rate(target, 500, seconds, upstream_ms + 25.0)}
+        for _ in range(rounds):
+            for metering in (True, False):
+                stack.restart_router(metering)
+                run_closed(target, 2, 1)
+                results["on" if metering else "off"].append(asdict(run_fixed_rate(target, 500, seconds, slack_ms)))
     finally:
-        for proc in reversed(procs):
-            proc.stop()
-    on = {r["scenario"]: r["gateway"] for r in rows}
-    return [(label, on[label], asdict(result)) for label, result in off.items() if label in on]
+        stack.restart_router(True)
+    return results
 
 
 def _routing_rows(urls: dict[str, str], admin: str, seconds: float,
@@ -135,7 +155,8 @@ def main() -> None:
     upstream_ms = int(os.environ.get("BENCH_UPSTREAM_MS", "10"))
     peak_conns = int(os.environ.get("BENCH_PEAK_CONNECTIONS", "32"))
     root = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
-    procs, urls, admin = _start(root, upstream_ms)
+    stack = _start(root, upstream_ms)
+    procs, urls, admin = stack.procs, stack.urls, stack.admin
     rows: list[dict[str, object]] = []
     slack_ms = upstream_ms + 25.0
 
@@ -154,10 +175,10 @@ def main() -> None:
         rows.append(_row("stream, 200 rps fixed",
                          each(lambda t: run_fixed_rate(t, 200, seconds, slack_ms), stream)))
         routing = _routing_rows(urls, admin, seconds, slack_ms)
+        metering = _metering_ab(stack, seconds, slack_ms)
     finally:
         for proc in reversed(procs):
             proc.stop()
-    metering = _metering_cost(root, upstream_ms, seconds, rows)
     ingest = {store: measure_ingest(root / "ingest", store, int(os.environ.get("BENCH_INGEST_EVENTS", "20000")))
               for store in ("sqlite", "clickhouse")}
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "upstream_latency_ms": upstream_ms,
@@ -169,10 +190,10 @@ def main() -> None:
     path = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(report, indent=2))
     print(_table(rows))
-    print("\nmetering on vs off (gateway, same load):")
-    for label, on, off in metering:
-        print(f"  {label:<26} p50 {on['p50_ms']:.2f} vs {off['p50_ms']:.2f} ms, p99 {on['p99_ms']:.2f} vs "
-              f"{off['p99_ms']:.2f} ms, {on['rps']:.0f} vs {off['rps']:.0f} rps")
+    print("\nmetering on vs off (500 rps fixed, same stack, router restarted between runs):")
+    for mode, runs in metering.items():
+        print(f"  {mode:<4} p50 " + " / ".join(f"{r['p50_ms']:.2f}" for r in runs)
+              + " ms, p99 " + " / ".join(f"{r['p99_ms']:.2f}" for r in runs) + " ms")
     print("routing features (gateway only, vs the plain gateway rows above):")
     for label, result in routing.items():
         print(f"  {label:<38} p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, {result['rps']:.0f} rps")
