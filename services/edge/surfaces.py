@@ -9,7 +9,7 @@ from aiohttp import web
 from libs.contracts import subjects
 from libs.contracts.bus.inference import OP_MESSAGES, OP_RESPONSES, InferenceRequest, encode
 from libs.contracts.errors import ErrorBody
-from libs.contracts.http.messages import MessagesRequest, anthropic_error_type
+from libs.contracts.http.messages import MessagesRequest, anthropic_error_json
 from libs.contracts.http.responses import ResponsesRequest
 from services.edge.errors import REQUEST_ID
 from services.edge.inference import admit, cache_mode, count_tokens, tag_of
@@ -22,8 +22,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 def _anthropic_error(body: ErrorBody) -> bytes:
-    error = {"type": "error", "error": {"type": anthropic_error_type(body.code), "message": body.message}}
-    return b"event: error\ndata: " + _encode(error) + b"\n\n"
+    return b"event: error\ndata: " + anthropic_error_json(body.code, body.message) + b"\n\n"
 
 
 def _responses_error(body: ErrorBody) -> bytes:

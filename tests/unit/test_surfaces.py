@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 
 from libs.contracts.bus.inference import Usage
 from libs.contracts.http.chat import ChatCompletionRequest
-from libs.contracts.http.messages import MessagesRequest
+from libs.contracts.http.messages import MessagesRequest, anthropic_error_json
 from libs.contracts.http.responses import ResponsesRequest
 from services.router.providers.anthropic_translate import to_anthropic_request
 from services.router.surfaces import anthropic_messages as am
@@ -371,15 +371,13 @@ def test_anthropic_stream_partial_events_and_empty_stream() -> None:
     (504, "timeout_error", "timeout_error"), (529, "overloaded_error", "overloaded_error"),
 ])
 def test_anthropic_errors(status: int, type_: str, expected: str) -> None:
-    body = _dec(am.error_body(status, type_, "nope"))
+    body = _dec(anthropic_error_json(status, "nope"))
     assert body == {"type": "error", "error": {"type": expected, "message": "nope"}}
-    name, payload = sse_events(am.error_event(status, type_, "nope"))[0]
-    assert name == "error" and _dec(payload) == body
 
 
 def test_anthropic_sdk_reads_error_body() -> None:
     def answer(body: dict[str, Any]) -> httpx.Response:
-        return httpx.Response(429, content=am.error_body(429, "rate_limit_error", "slow down", "req_1"))
+        return httpx.Response(429, content=anthropic_error_json(429, "slow down", "req_1"))
 
     with pytest.raises(anthropic.RateLimitError) as info:
         anthropic_client(answer, []).messages.create(model="m", max_tokens=5,

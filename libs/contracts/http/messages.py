@@ -74,3 +74,11 @@ def anthropic_error_type(status: int) -> str:
             403: "permission_error", 404: "not_found_error", 413: "request_too_large",
             429: "rate_limit_error", 504: "timeout_error", 529: "overloaded_error"}.get(
         status, "api_error" if status >= 500 else "invalid_request_error")
+
+
+def anthropic_error_json(status: int, message: str, request_id: str | None = None) -> bytes:
+    """Anthropic's error envelope, as the `anthropic` SDK reads it from a body or an `error` event."""
+    error: dict[str, object] = {"type": "error", "error": {"type": anthropic_error_type(status), "message": message}}
+    if request_id is not None:
+        error["request_id"] = request_id
+    return msgspec.json.encode(error)

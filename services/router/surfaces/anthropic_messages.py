@@ -53,7 +53,7 @@ import msgspec
 
 from libs.contracts.bus.inference import Usage
 from libs.contracts.http.messages import MessagesRequest, ToolChoiceAny, ToolChoiceNone, ToolChoiceTool
-from services.router.providers.anthropic_translate import ERROR_STATUS, FINISH_REASONS
+from services.router.providers.anthropic_translate import FINISH_REASONS
 from services.router.surfaces._chat import (
     ChatUsage,
     Chunk,
@@ -74,8 +74,6 @@ STOP_REASONS: Final[dict[str, str]] = {
     **{openai: anthropic for anthropic, openai in reversed(FINISH_REASONS.items())},
     "function_call": "tool_use",
 }
-# HTTP status -> Anthropic error type: anthropic_translate's table inverted, plus the one it lacks.
-ERROR_TYPES: Final[dict[int, str]] = {**{s: t for t, s in ERROR_STATUS.items()}, 402: "billing_error"}
 _SKIPPED_BLOCKS: Final = frozenset({"thinking", "redacted_thinking"})
 
 _decode_request = msgspec.json.Decoder(MessagesRequest).decode
@@ -378,31 +376,3 @@ class MessagesStream(StreamConverter):
             return b""
         self._open = None
         return sse("content_block_stop", {"type": "content_block_stop", "index": self._index})
-
-
-# --- errors -------------------------------------------------------------------------------------
-
-
-def error_type(status: int, type_: str = "") -> str:
-    if status in ERROR_TYPES:
-        return ERROR_TYPES[status]
-    if type_ in ERROR_STATUS:
-        return type_
-    return "api_error" if status >= 500 else "invalid_request_error"
-
-
-def error_body(status: int, type_: str, message: str, request_id: str | None = None) -> bytes:
-    """Anthropic's error JSON for a gateway error. The type follows the HTTP status as
-    Anthropic pairs them (400 invalid_request_error ... 529 overloaded_error); for a
-    status Anthropic does not use (502, 503, 422, ...) the gateway's `type_` is kept if
-    it is an Anthropic type, else 4xx -> invalid_request_error, 5xx -> api_error."""
-    data: dict[str, Any] = {"type": "error", "error": {"type": error_type(status, type_), "message": message}}
-    if request_id is not None:
-        data["request_id"] = request_id
-    return encode(data)
-
-
-def error_event(status: int, type_: str, message: str, request_id: str | None = None) -> bytes:
-    """The same error as an `event: error` SSE event, for a stream that fails after its first byte."""
-    return b"event: error\ndata: " + error_body(status, type_, message, request_id) + b"\n\n"
-
