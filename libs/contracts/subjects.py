@@ -18,7 +18,9 @@ INFER_MODALITY: Final = f"{INFER_PREFIX}.modality"
 CATALOG_LIST: Final = "sb.catalog.list"
 CATALOG_GET: Final = "sb.catalog.get"
 HEALTH_PROVIDERS: Final = "sb.health.providers"
-CACHE_PURGE: Final = "sb.cache.purge"  # edge -> router request/reply (DELETE /v1/cache)
+CACHE_PURGE: Final = "sb.cache.purge"
+# Edge -> every router (no queue group): the client of the stream answering on this inbox left.
+STREAM_CANCEL: Final = "sb.stream.cancel"  # edge -> router request/reply (DELETE /v1/cache)
 
 # Ledger queries: edge -> ledger request/reply.
 LEDGER_GENERATION: Final = "sb.ledger.generation"

@@ -11,7 +11,7 @@ from aiohttp import web
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from libs.contracts import errors
+from libs.contracts import errors, subjects
 from libs.contracts.bus.inference import (
     BusReply,
     DispatchMeta,
@@ -128,7 +128,8 @@ async def relay_stream(request: web.Request, nc: Client, subject: str, payload: 
             if meta is not None and on_end is not None:
                 on_end(meta)
         except ConnectionError:
-            pass  # the client went away; unsubscribing below drops the rest
+            # The client went away: tell the router to stop generating (and paying for) the rest.
+            await nc.publish(subjects.STREAM_CANCEL, inbox.encode())
         return response
     finally:
         await sub.unsubscribe()

@@ -75,6 +75,13 @@ class Dispatcher:
         self._policy = policy
         self._cache = cache
         self._rng = random.Random()
+        self._streams: dict[str, asyncio.Task[None]] = {}  # reply inbox -> the task relaying that stream
+
+    def cancel(self, reply_to: str) -> None:
+        """The stream's client left: stop reading the provider (closing the upstream request)."""
+        task = self._streams.get(reply_to)
+        if task is not None:
+            task.cancel()
 
     async def handle(self, msg: Msg) -> None:
         if not msg.reply:
@@ -202,6 +209,9 @@ class Dispatcher:
         await self._send(reply_to, StreamStart(meta))
         assembler = StreamAssembler() if key is not None else None
         converter = surface.stream() if surface is not None else None
+        current = asyncio.current_task()
+        if current is not None:
+            self._streams[reply_to] = current
         try:
             async for events in stream:
                 if assembler is not None:
@@ -214,7 +224,15 @@ class Dispatcher:
             self._health.record(route.key, False, (time.perf_counter() - started) * 1000)
             await self._fail(reply_to, request, _Exhausted(exc, route, meta.upstream_latency_ms), received)
             return
+        except asyncio.CancelledError:
+            # Cancelled because the client left (see cancel()): the provider's partial usage is
+            # unknown, so the request is recorded as closed by the client (499), at no charge.
+            log.info("stream_cancelled", deployment=route.key)
+            meta.cost = self._pricing.cost(route.price, None, succeeded=False)
+            self._meter(request, route, meta, 499, "client_closed", (time.perf_counter() - received) * 1000)
+            return
         finally:
+            self._streams.pop(reply_to, None)
             await stream.aclose()
         finished = time.perf_counter()
         meta.upstream_latency_ms = (finished - started) * 1000

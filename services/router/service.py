@@ -81,6 +81,8 @@ class RouterService:
         self._subscriptions = [
             await self._nc.subscribe(subject, queue=subjects.ROUTER_QUEUE, cb=handler, pending_msgs_limit=65536)
             for subject, handler in handlers.items()]
+        # Not a queue group: only the replica relaying the stream knows it, so all of them hear this.
+        self._subscriptions.append(await self._nc.subscribe(subjects.STREAM_CANCEL, cb=self._on_cancel))
         await self._nc.flush()
         log.info("router_ready", providers=sorted(self.providers))
 
@@ -91,6 +93,10 @@ class RouterService:
         task = asyncio.get_running_loop().create_task(self._dispatcher.handle(msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.cancel(msg.data.decode(errors="replace"))
 
     async def _on_catalog(self, msg: Msg) -> None:
         try:

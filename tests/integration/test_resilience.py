@@ -4,12 +4,14 @@ import asyncio
 import concurrent.futures
 import time
 
+import httpx
 import nats
 import openai
 import pytest
 
 from libs.contracts import subjects
 from libs.contracts.keys import ApiKeyRecord, encode_record, hash_key, mint_key
+from tests.integration.api import generation
 from tests.integration.cluster import EDGE_TIMEOUT_S, Cluster, eventually
 
 USER = [{"role": "user", "content": "hi"}]
@@ -144,3 +146,17 @@ def test_key_without_inference_scope_is_403(gateway: Cluster) -> None:
         return 200
 
     assert eventually(refused_status, 2) == 403
+
+
+def test_client_leaving_a_stream_stops_the_upstream_call(private_gateway: Cluster) -> None:
+    body = {"model": "openai/gpt-4o+tps=4", "stream": True,
+            "messages": [{"role": "user", "content": " ".join(["word"] * 40)}]}
+    with httpx.stream("POST", f"{private_gateway.base_url}/chat/completions", json=body, timeout=10,
+                      headers={"Authorization": f"Bearer {private_gateway.admin_key}"}) as response:
+        request_id = response.headers["X-Request-Id"]
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")  # one chunk, then the client hangs up
+    log = private_gateway.routers[0].log_path
+    eventually(lambda: '"event":"stream_cancelled"' in log.read_text(), 5)  # long before 40 words at 4/s
+    record = generation(private_gateway, request_id)
+    assert (record["status"], record["error_type"], record["cost"]["total_micros"]) == (499, "client_closed", 0)
