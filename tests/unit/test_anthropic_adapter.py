@@ -25,7 +25,7 @@ from services.router.providers.anthropic_translate import (
 )
 from services.router.providers.base import ProviderSettings, UpstreamError
 from services.router.providers.openai_compat import upstream_message
-from tools.upstream_sim import SimSettings, create_app
+from tests.unit.sim_server import Sim, running_sim
 
 KEY = "sk-ant-test"
 _enc = msgspec.json.encode
@@ -269,25 +269,10 @@ def test_env_enables_anthropic(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- the adapter against the simulator ------------------------------------------------------
 
 
-class Sim:
-    def __init__(self, port: int) -> None:
-        self.base_url = f"http://127.0.0.1:{port}"
-
-    async def journal(self) -> list[dict[str, Any]]:
-        async with aiohttp.ClientSession() as http, http.get(self.base_url + "/_sim/requests") as resp:
-            return await resp.json()
-
-
 @pytest.fixture(scope="module")
 async def sim() -> AsyncIterator[Sim]:
-    runner = web.AppRunner(create_app(SimSettings(api_key=KEY)), access_log=None, shutdown_timeout=0.2)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield Sim(runner.addresses[0][1])
-    finally:
-        await runner.cleanup()
+    async with running_sim(KEY) as server:
+        yield server
 
 
 async def _adapter(base_url: str, key: str = KEY) -> AnthropicAdapter:

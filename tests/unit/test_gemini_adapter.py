@@ -8,7 +8,6 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
-from aiohttp import web
 
 from libs.contracts.bus.inference import OP_CHAT, OP_EMBEDDINGS, Usage
 from services.router.providers import adapter_modules, known_provider_hints
@@ -21,7 +20,7 @@ from services.router.providers.gemini_translate import (
     clean_schema,
     embeddings_request,
 )
-from tools.upstream_sim import SimSettings, create_app
+from tests.unit.sim_server import Sim, running_sim
 from tools.upstream_sim.openai_embeddings import embed
 
 KEY = "gk-test"
@@ -346,25 +345,10 @@ def test_gemini_error(status: int, body: bytes, headers: dict[str, str], expecte
 # --- against the simulator -------------------------------------------------------------------
 
 
-class Sim:
-    def __init__(self, port: int) -> None:
-        self.base_url = f"http://127.0.0.1:{port}"
-
-    async def journal(self) -> list[dict[str, Any]]:
-        async with aiohttp.ClientSession() as http, http.get(self.base_url + "/_sim/requests") as resp:
-            return await resp.json()
-
-
 @pytest.fixture(scope="module")
 async def sim() -> AsyncIterator[Sim]:
-    runner = web.AppRunner(create_app(SimSettings(api_key=KEY)), access_log=None, shutdown_timeout=0.2)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield Sim(runner.addresses[0][1])
-    finally:
-        await runner.cleanup()
+    async with running_sim(KEY) as server:
+        yield server
 
 
 async def _adapter(base_url: str, key: str = KEY) -> GeminiAdapter:
