@@ -20,6 +20,7 @@ class SubAccountRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     metadata: dict[str, str] = {}
     created_at: int = 0
     key_id: str | None = None  # the sub-account's current key
+    snapshots: bool = True  # keep request snapshots for replays; False opts the customer out
 
 
 class SpendStatus(msgspec.Struct, kw_only=True):

@@ -13,9 +13,12 @@ class StreamSpec(msgspec.Struct, frozen=True):
     subjects: tuple[str, ...]
     max_age_s: float
     duplicate_window_s: float  # JetStream drops a repeated Nats-Msg-Id inside this window
+    work_queue: bool = False  # a message is removed once a consumer acknowledges it
 
 
 USAGE: Final = StreamSpec(subjects.STREAM_USAGE, (subjects.USAGE_EVENTS,), max_age_s=7 * 86400,
                           duplicate_window_s=600)
 EVENTS: Final = StreamSpec(subjects.STREAM_EVENTS, (f"{subjects.EVENTS_PREFIX}.>",), max_age_s=7 * 86400,
                            duplicate_window_s=600)
+JOBS: Final = StreamSpec(subjects.STREAM_JOBS, (f"{subjects.JOBS_WORK_PREFIX}.>",), max_age_s=7 * 86400,
+                         duplicate_window_s=600, work_queue=True)

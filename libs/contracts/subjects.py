@@ -26,10 +26,20 @@ STREAM_CANCEL: Final = "sb.stream.cancel"  # edge -> router request/reply (DELET
 LEDGER_GENERATION: Final = "sb.ledger.generation"
 LEDGER_REPORT: Final = "sb.ledger.report"
 LEDGER_ADMIN: Final = "sb.ledger.admin"  # sub-accounts and management keys
+LEDGER_SNAPSHOT: Final = "sb.ledger.snapshot"  # jobs -> ledger: one request's snapshot, for a replay
+
+# Evals and replays: edge -> jobs request/reply (bus/jobs.py), and the JOBS work queue
+# the jobs replicas pull runs from.
+JOBS_API: Final = "sb.jobs.api"
+JOBS_WORK_PREFIX: Final = "sb.jobs.work"
+JOBS_WORK_EVAL: Final = f"{JOBS_WORK_PREFIX}.eval"
+JOBS_WORK_REPLAY: Final = f"{JOBS_WORK_PREFIX}.replay"
+JOBS_CONSUMER: Final = "jobs"
 
 # Queue groups: replicas in one group share the subject's load.
 ROUTER_QUEUE: Final = "router"
 LEDGER_QUEUE: Final = "ledger"
+JOBS_QUEUE: Final = "jobs"
 
 # KV buckets.
 KV_API_KEYS: Final = "sb_api_keys"
@@ -40,6 +50,9 @@ KV_WALLETS: Final = "sb_wallets"
 KV_LEDGER_STATE: Final = "sb_ledger_state"
 KV_PROVIDER_HEALTH: Final = "sb_provider_health"
 KV_RESPONSE_CACHE: Final = "sb_response_cache"
+KV_EVALS: Final = "sb_evals"  # <account>.<eval id> -> EvalView (http/evals.py)
+KV_REPLAYS: Final = "sb_replays"  # <account>.<replay id> -> ReplayView (http/replays.py)
+KV_EVAL_WINNERS: Final = "sb_eval_winners"  # <eval id> -> EvalWinner (bus/jobs.py), mirrored by routers
 
 # JetStream streams and their subjects (definitions in libs/contracts/streams.py).
 STREAM_USAGE: Final = "USAGE"

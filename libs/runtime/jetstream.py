@@ -1,7 +1,7 @@
 """Creating streams from their contract definitions, idempotently."""
 
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from libs.contracts.streams import StreamSpec
@@ -14,6 +14,7 @@ async def ensure_stream(js: JetStreamContext, spec: StreamSpec) -> None:
         storage=StorageType.FILE,
         max_age=spec.max_age_s,
         duplicate_window=spec.duplicate_window_s,
+        retention=RetentionPolicy.WORK_QUEUE if spec.work_queue else RetentionPolicy.LIMITS,
     )
     try:
         await js.add_stream(config)

@@ -7,7 +7,7 @@ import structlog
 from aiohttp import web
 
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
-from services.edge import admin, inference, modalities, router_queries, surfaces, usage
+from services.edge import admin, inference, jobs_api, modalities, router_queries, surfaces, usage
 from services.edge.auth import KeyStore
 from services.edge.errors import MAX_BODY, REQUEST_IDS, RequestIds, error_middleware
 from services.edge.ratelimit import RateLimiter
@@ -75,6 +75,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     app.router.add_get("/v1/usage/by-sub-account", usage.usage_by_sub_account)
     app.router.add_get("/v1/sub-accounts/{id}/usage", usage.sub_account_usage)
     admin.add_routes(app)
+    jobs_api.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 

@@ -10,6 +10,7 @@ from libs.contracts import errors, subjects
 from libs.contracts.accounts import SubAccountRecord
 from libs.contracts.bus.cache import CACHE_HEADER, CACHE_MODES, DEFAULT_CACHE_MODE
 from libs.contracts.bus.inference import OP_CHAT, OP_EMBEDDINGS, DispatchMeta, InferenceRequest, Principal, encode
+from libs.contracts.bus.snapshots import SNAPSHOT_HEADER
 from libs.contracts.http.chat import AUTO_MODEL, ChatCompletionRequest
 from libs.contracts.http.embeddings import EmbeddingsRequest
 from services.edge.errors import REQUEST_ID, GatewayError
@@ -28,6 +29,14 @@ def tag_of(request: web.Request, sub: SubAccountRecord | None) -> str | None:
     if tag is not None and len(tag) > _MAX_TAG:
         raise GatewayError(400, errors.INVALID_REQUEST, f"x-aig-tag is longer than {_MAX_TAG} characters.")
     return tag or (sub.default_tag if sub is not None else None)
+
+
+def snapshot_wanted(request: web.Request, state: EdgeState, sub: SubAccountRecord | None) -> bool:
+    """Whether the router keeps this request for replays: the gateway, the sub-account and
+    the request (x-aig-snapshot: off) can each opt out."""
+    if not state.settings.snapshots or (sub is not None and not sub.snapshots):
+        return False
+    return request.headers.get(SNAPSHOT_HEADER, "on").lower() not in ("off", "0", "false", "no")
 
 
 class _Admitted(NamedTuple):
@@ -60,7 +69,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         tag=tag_of(request, sub), traceparent=request.headers.get("traceparent"),
         models=[m for m in parsed.models or [] if m != parsed.model],
         routing=_routing(request), needs=_needs(parsed) if parsed.model == AUTO_MODEL else [],
-        cache=cache_mode(request),
+        cache=cache_mode(request), snapshot=snapshot_wanted(request, state, sub),
     )
     if stream:
         return await relay_stream(request, state.nc, subjects.INFER_CHAT, encode(message), request[REQUEST_ID],

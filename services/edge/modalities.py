@@ -43,7 +43,7 @@ from libs.contracts.http.modalities import (
 )
 from libs.contracts.http.multipart import FormError, field, form_parts, is_form
 from services.edge.errors import REQUEST_ID, GatewayError
-from services.edge.inference import _routing, admit, cache_mode, count_tokens, tag_of
+from services.edge.inference import _routing, admit, cache_mode, count_tokens, snapshot_wanted, tag_of
 from services.edge.relay import reply_response, request_reply
 from services.edge.validation import validate
 
@@ -67,7 +67,7 @@ async def _relay(request: web.Request, operation: str, model: str, admitted: tup
         request_id=request[REQUEST_ID], operation=operation, model=model, body=body, principal=principal,
         tag=tag_of(request, sub), traceparent=request.headers.get("traceparent"),
         routing=(_routing(request) or "cost") if auto else None, needs=list(needs) if auto else [],
-        cache=cache_mode(request), content_type=content_type)
+        cache=cache_mode(request), content_type=content_type, snapshot=snapshot_wanted(request, state, sub))
     reply = await request_reply(state.nc, subjects.INFER_MODALITY, encode(message), state.settings.request_timeout_s)
     count_tokens(state, sub, reply.meta)
     return reply_response(reply, request[REQUEST_ID])

@@ -15,6 +15,7 @@ class EdgeSettings(msgspec.Struct, frozen=True):
     max_body_bytes: int
     admin_key: str | None
     access_log: bool
+    snapshots: bool  # keep request snapshots for replays (sub-accounts and requests may still opt out)
 
     @classmethod
     def load(cls, cfg: EdgeConfig) -> "EdgeSettings":
@@ -28,4 +29,5 @@ class EdgeSettings(msgspec.Struct, frozen=True):
             max_body_bytes=env_int("SWITCHBOARD_MAX_BODY_BYTES", cfg.max_body_bytes or 8 * 1024 * 1024),
             admin_key=env_str("SWITCHBOARD_ADMIN_KEY", "") or None,
             access_log=env_str("SWITCHBOARD_ACCESS_LOG", "0") in ("1", "true", "yes"),
+            snapshots=env_str("SWITCHBOARD_SNAPSHOTS", "1") not in ("0", "false", "no", "off"),
         )

@@ -12,7 +12,7 @@ from libs.contracts.errors import ErrorBody
 from libs.contracts.http.messages import MessagesRequest, anthropic_error_json
 from libs.contracts.http.responses import ResponsesRequest
 from services.edge.errors import REQUEST_ID
-from services.edge.inference import admit, cache_mode, count_tokens, tag_of
+from services.edge.inference import admit, cache_mode, count_tokens, snapshot_wanted, tag_of
 from services.edge.relay import relay_stream, reply_response, request_reply
 from services.edge.validation import validate
 
@@ -37,7 +37,7 @@ async def _surface(request: web.Request, operation: str, decode: Callable[[bytes
     message = InferenceRequest(
         request_id=request[REQUEST_ID], operation=operation, model=parsed.model, body=body, principal=principal,
         stream=bool(parsed.stream), tag=tag_of(request, sub), traceparent=request.headers.get("traceparent"),
-        cache=cache_mode(request))
+        cache=cache_mode(request), snapshot=snapshot_wanted(request, state, sub))
     if message.stream:
         return await relay_stream(request, state.nc, subjects.INFER_CHAT, encode(message), request[REQUEST_ID],
                                   state.settings.request_timeout_s, state.settings.stream_idle_timeout_s,

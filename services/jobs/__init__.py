@@ -1,1 +1,1 @@
-"""The jobs service: arrives with its own issue (see ../shared/ARCHITECTURE.md)."""
+"""The jobs service: evals and replays now, every async job (JOBS work queue) later."""

@@ -60,7 +60,7 @@ class Accounts:
             id=sub.id, name=sub.name, spend_cap_cents=sub.spend_cap_cents, external_ref=sub.external_ref,
             rate_limit_rpm=sub.rate_limit_rpm, rate_limit_tpm=sub.rate_limit_tpm, default_tag=sub.default_tag,
             metadata=sub.metadata, created=sub.created_at, key_id=sub.key_id,
-            spent_cents_this_month=self._spend.spent_cents(sub.id), key=key)
+            spent_cents_this_month=self._spend.spent_cents(sub.id), key=key, snapshots=sub.snapshots)
 
     def _owned_sub(self, principal: Principal, id_: str | None) -> SubAccountRecord | None:
         sub = self._subs.entries.get(id_ or "")
@@ -81,7 +81,7 @@ class Accounts:
             id=f"sa_{secrets.token_hex(8)}", account_id=request.principal.account_id, name=body.name,
             spend_cap_cents=body.spend_cap_cents, external_ref=body.external_ref, rate_limit_rpm=body.rate_limit_rpm,
             rate_limit_tpm=body.rate_limit_tpm, default_tag=body.default_tag, metadata=body.metadata or {},
-            created_at=int(time.time()))
+            created_at=int(time.time()), snapshots=body.snapshots)
         plaintext, key_id = await self._mint_sub_key(sub)
         sub.key_id = key_id
         assert self._subs.kv is not None

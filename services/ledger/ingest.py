@@ -18,7 +18,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from libs.contracts import subjects
-from libs.contracts.bus.usage import UsageEvent, decode_events
+from libs.contracts.bus.snapshots import Snapshot
+from libs.contracts.bus.usage import UsageEvent, decode_batch
 from services.ledger.stores.base import UsageStore
 
 log = structlog.get_logger()
@@ -84,11 +85,18 @@ class Ingestor:
 
     async def _store_batch(self, msgs: list[Msg]) -> None:
         events: list[UsageEvent] = []
+        snapshots: list[Snapshot] = []
         for msg in msgs:
             try:
-                events.extend(decode_events(msg.data))
+                batch = decode_batch(msg.data)
             except msgspec.DecodeError:
                 log.error("bad_usage_event", subject=msg.subject, size=len(msg.data))
+                continue
+            events.extend(batch.events)
+            snapshots.extend(batch.snapshots)
+        if snapshots:
+            # Before the events: a request whose usage is visible can already be replayed.
+            await self._store.insert_snapshots(snapshots)
         if events:
             self.stored += await self._store.insert(events)
             self._unhooked.extend(events)

@@ -1,12 +1,13 @@
-"""The ledger's answers to the edge: one generation, usage reports."""
+"""The ledger's answers to the edge (one generation, usage reports) and to jobs (a request's snapshot)."""
 
 from datetime import UTC, datetime
 
 import msgspec
 
 from libs.contracts import errors
+from libs.contracts.bus import ledger as ledger_bus
 from libs.contracts.bus.inference import Failure, Reply
-from libs.contracts.bus.ledger import GenerationQuery
+from libs.contracts.bus.ledger import GenerationQuery, SnapshotAnswer, SnapshotQuery
 from libs.contracts.bus.usage import ReportQuery, ReportRow, UsageEvent
 from libs.contracts.errors import ErrorBody
 from libs.contracts.http.meta import MetaCost, MetaUsage
@@ -43,6 +44,19 @@ async def generation(store: UsageStore, query: GenerationQuery) -> Reply | Failu
         return Failure(ErrorBody(f"No generation with id '{query.request_id}' for this key. Usage is recorded "
                                  "within a second or two of the response.", errors.INVALID_REQUEST, 404, "id"))
     return Reply(200, generation_body(event))
+
+
+async def snapshot(store: UsageStore, query: SnapshotQuery) -> Reply | Failure:
+    """The snapshot and its usage row, msgpack-encoded: the caller is the jobs service, not a client."""
+    found = await store.snapshot(query.account_id, query.request_id, query.subaccount_id)
+    if found is None:
+        # Another tenant's id looks exactly like an unknown one: no existence leak.
+        return Failure(ErrorBody(
+            f"No snapshot of request '{query.request_id}' exists for this key. It may not be recorded yet "
+            "(a second or two after the response), may be older than the snapshot retention, or snapshots "
+            "were turned off for it.", errors.INVALID_REQUEST, 404, "source_request_id"))
+    event = await store.generation(query.account_id, query.request_id, query.subaccount_id)
+    return Reply(200, ledger_bus.encode(SnapshotAnswer(found, event)), content_type="application/msgpack")
 
 
 def _row(row: ReportRow) -> UsageRow:

@@ -1,5 +1,5 @@
-"""The ledger process: ingest usage, track spend against caps, answer generation,
-report and management queries."""
+"""The ledger process: ingest usage and request snapshots, track spend against caps,
+answer generation, report, snapshot and management queries."""
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,6 +26,7 @@ from services.ledger.budgets import Budgets
 from services.ledger.daily import DailySummary
 from services.ledger.events import EventPublisher
 from services.ledger.ingest import Ingestor
+from services.ledger.retention import SnapshotRetention, retention_days
 from services.ledger.spend import SpendTracker
 from services.ledger.stores import open_store
 from services.ledger.stores.base import UsageStore
@@ -45,6 +46,7 @@ class LedgerService:
         self._nc: Client | None = None
         self._ingestor: Ingestor | None = None
         self._daily: DailySummary | None = None
+        self._retention = SnapshotRetention(self.store, retention_days())
 
     @property
     def ready(self) -> bool:
@@ -79,6 +81,7 @@ class LedgerService:
 
         self._ingestor = Ingestor(js, self.store, on_stored=after_batch)
         await self._ingestor.start()
+        self._retention.start()
         self._daily = DailySummary(self.store, await open_bucket(js, subjects.KV_LEDGER_STATE),
                                    lambda: {record.account_id for record in self.keys.entries.values()}, events_out,
                                    env_float("SWITCHBOARD_DAILY_SUMMARY_INTERVAL_S", 60.0))
@@ -88,6 +91,8 @@ class LedgerService:
         await self._serve(subjects.LEDGER_REPORT,
                           lambda data: queries.report(self.store, ledger_bus.decode_report_query(data)))
         await self._serve(subjects.LEDGER_ADMIN, lambda data: dispatch(ops, ledger_bus.decode_admin(data)))
+        await self._serve(subjects.LEDGER_SNAPSHOT,
+                          lambda data: queries.snapshot(self.store, ledger_bus.decode_snapshot_query(data)))
         await self._nc.flush()
         log.info("ledger_ready", store=type(self.store).__name__)
 
@@ -111,6 +116,7 @@ class LedgerService:
             await self._ingestor.stop()
         if self._daily is not None:
             await self._daily.stop()
+        await self._retention.stop()
         for mirror in self._mirrors:
             await mirror.stop()
         if self._nc is not None:

@@ -4,7 +4,7 @@ Loaded from catalog/models.toml plus the config file's `[[models]]`; answers
 the router's "where does this slug go" and the edge's /v1/models queries.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import msgspec
@@ -98,14 +98,16 @@ class Catalog:
         return cls(list(merged.values()), enabled, hints)
 
     def auto_plan(self, modality: str, needs: set[str], policy: str, latency: Callable[[str], float | None],
-                  tries: int = 3) -> Plan:
+                  tries: int = 3, evaluated: Mapping[str, float] | None = None) -> Plan:
         """The best few capable models for `policy`; the first serves, the others are its fallbacks.
 
         cost: cheapest (input + output price). speed: lowest observed latency, unmeasured
-        models after measured ones, cheapest first among them. quality: highest catalog
-        score. auto: the cheapest model at least as good as the median capable model.
+        models after measured ones, cheapest first among them. quality: highest score, where
+        the caller's latest quality eval (`evaluated`, 0..1 per model) overrides the catalog's
+        0-100 score. auto: the cheapest model at least as good as the median capable model.
         Only priced catalog models of enabled providers take part.
         """
+        scored = {slug: round(score * 100) for slug, score in (evaluated or {}).items()}
         capable = [c for c in self._cards.values()
                    if c.provider in self._enabled and c.modality == modality and c.pricing is not None
                    and needs <= set(c.capabilities) and self._plans[c.id].deployments]
@@ -118,19 +120,23 @@ class Catalog:
             assert card.pricing is not None
             return (card.pricing.input_per_mtok or 0) + (card.pricing.output_per_mtok or 0)
 
+        def speed(card: ModelCard) -> tuple[bool, float, float]:
+            measured = latency(self._plans[card.id].deployments[0].key)
+            return measured is None, measured or 0.0, cost(card)
+
+        def quality(card: ModelCard) -> int:
+            return scored.get(card.id, card.quality or 0)
+
         if policy == "speed":
-            def speed(card: ModelCard) -> tuple[bool, float, float]:
-                measured = latency(self._plans[card.id].deployments[0].key)
-                return measured is None, measured or 0.0, cost(card)
             ranked = sorted(capable, key=speed)
         elif policy == "quality":
-            ranked = sorted(capable, key=lambda c: (-(c.quality or 0), cost(c)))
+            ranked = sorted(capable, key=lambda c: (-quality(c), cost(c)))
         elif policy == "auto":
-            scores = sorted(c.quality or 0 for c in capable)
+            scores = sorted(quality(c) for c in capable)
             median = scores[len(scores) // 2]
-            ranked = sorted(capable, key=lambda c: ((c.quality or 0) < median, cost(c)))
+            ranked = sorted(capable, key=lambda c: (quality(c) < median, cost(c)))
         else:
-            ranked = sorted(capable, key=lambda c: (cost(c), -(c.quality or 0)))
+            ranked = sorted(capable, key=lambda c: (cost(c), -quality(c)))
         chosen = ranked[:tries]
         return Plan(self._plans[chosen[0].id].deployments, tuple(c.id for c in chosen[1:]))
 

@@ -26,6 +26,8 @@ from libs.contracts.bus.inference import (
     decode_request,
     encode,
 )
+from libs.contracts.bus.jobs import EVAL_ALIAS_PREFIX
+from libs.contracts.bus.snapshots import Snapshot
 from libs.contracts.bus.usage import UsageEvent
 from libs.contracts.http.chat import AUTO_MODEL
 from libs.runtime.logs import trace_id_of
@@ -39,12 +41,14 @@ from services.router.cache import (
     stream_from_cache,
 )
 from services.router.catalog import Catalog, Route, RouteError
+from services.router.eval_aliases import EvalAliases
 from services.router.failures import failure, from_upstream
 from services.router.health import HealthBook
 from services.router.pricing import Pricing
 from services.router.providers.base import ProviderAdapter, UpstreamError, UpstreamResult, UpstreamStream
 from services.router.response_meta import build_meta, stream_tail, with_meta
 from services.router.routing import RetryPolicy, candidates, retryable
+from services.router.snapshots import StreamCapture, snapshot_of, wanted
 from services.router.surfaces import Surface, SurfaceError, surface_for
 from services.router.usage_publisher import UsagePublisher
 from services.router.utilities import AUTO_MODALITY, Utility, UtilityError, utility_for
@@ -65,7 +69,7 @@ class _Exhausted(Exception):
 class Dispatcher:
     def __init__(self, nc: Client, catalog: Catalog, providers: dict[str, ProviderAdapter], pricing: Pricing,
                  usage: UsagePublisher | None, health: HealthBook, policy: RetryPolicy,
-                 cache: ResponseCache) -> None:
+                 cache: ResponseCache, aliases: EvalAliases) -> None:
         self._nc = nc
         self._catalog = catalog
         self._providers = providers
@@ -74,6 +78,7 @@ class Dispatcher:
         self._health = health
         self._policy = policy
         self._cache = cache
+        self._aliases = aliases
         self._rng = random.Random()
         self._streams: dict[str, asyncio.Task[None]] = {}  # reply inbox -> the task relaying that stream
 
@@ -105,11 +110,16 @@ class Dispatcher:
             cache = "force" if isinstance(surface, Utility) and request.cache == "auto" else request.cache
             request = msgspec.structs.replace(request, body=surface.chat_request, operation=OP_CHAT, cache=cache)
         try:
-            if request.model == AUTO_MODEL:
+            model = request.model
+            if model.startswith(EVAL_ALIAS_PREFIX):  # usage keeps the alias as the requested model
+                model = self._aliases.resolve(model, request.principal)
+            if model == AUTO_MODEL:
+                evaluated = self._aliases.latest_quality(request.principal) if request.routing == "quality" else None
                 plan = self._catalog.auto_plan(AUTO_MODALITY.get(request.operation, "text"), set(request.needs),
-                                               request.routing or "auto", self._health.latency_ms)
+                                               request.routing or "auto", self._health.latency_ms,
+                                               evaluated=evaluated)
             else:
-                plan = self._catalog.plan(request.model)
+                plan = self._catalog.plan(model)
         except RouteError as exc:
             await self._send(msg.reply, failure(exc.status, exc.type, exc.message))
             return
@@ -197,7 +207,8 @@ class Dispatcher:
                                                     model=route.slug, provider=route.provider, usage=answer.usage,
                                                     stored_at_ms=time.time_ns() // 1_000_000))
         await self._send(reply_to, Reply(answer.status, body, meta, answer.content_type))
-        self._meter(request, route, meta, answer.status, None, total_ms)
+        snapshot = snapshot_of(request, route.slug, answer.body) if wanted(request) and answer.status == 200 else None
+        self._meter(request, route, meta, answer.status, None, total_ms, snapshot=snapshot)
 
     async def _stream(self, reply_to: str, request: InferenceRequest, routes: Iterator[Route],
                       received: float, key: str | None, surface: Surface | None) -> None:
@@ -208,6 +219,7 @@ class Dispatcher:
                             cache_status=CACHE_STATUS_MISS if key is not None else None)
         await self._send(reply_to, StreamStart(meta))
         assembler = StreamAssembler() if key is not None else None
+        capture = StreamCapture(len(request.body)) if wanted(request) else None
         converter = surface.stream() if surface is not None else None
         current = asyncio.current_task()
         if current is not None:
@@ -216,6 +228,8 @@ class Dispatcher:
             async for events in stream:
                 if assembler is not None:
                     assembler.feed(events)
+                if capture is not None:
+                    capture.feed(events)
                 if converter is not None:
                     events = converter.feed(events)
                 await self._nc.publish(reply_to, encode(StreamChunk(events)))
@@ -247,7 +261,9 @@ class Dispatcher:
                                request.include_usage)
         await self._nc.publish(reply_to, encode(StreamChunk(tail)))
         await self._send(reply_to, StreamEnd(meta))
-        self._meter(request, route, meta, 200, None, total_ms)
+        snapshot = (snapshot_of(request, route.slug, capture.body(), streamed=True, truncated=capture.truncated)
+                    if capture is not None else None)
+        self._meter(request, route, meta, 200, None, total_ms, snapshot=snapshot)
         whole = assembler.result(stream.usage) if assembler is not None else None
         if key is not None and whole is not None:
             await self._cache.put(key, CachedAnswer(body=whole, model=route.slug, provider=route.provider,
@@ -285,7 +301,8 @@ class Dispatcher:
             await self._send(reply_to, Reply(200, surface.answer(body) if surface is not None else body, meta,
                                              hit.content_type))
         route = Route(hit.model, hit.provider, "", price)
-        self._meter(request, route, meta, 200, None, total_ms, cache_hit=True)
+        snapshot = snapshot_of(request, hit.model, hit.body) if wanted(request) else None
+        self._meter(request, route, meta, 200, None, total_ms, cache_hit=True, snapshot=snapshot)
 
     async def _fail(self, reply_to: str, request: InferenceRequest, exhausted: _Exhausted, received: float) -> None:
         route, exc = exhausted.route, exhausted.exc
@@ -301,7 +318,8 @@ class Dispatcher:
                     (time.perf_counter() - received) * 1000)
 
     def _meter(self, request: InferenceRequest, route: Route, meta: DispatchMeta, status: int,
-               error_type: str | None, total_ms: float, cache_hit: bool = False) -> None:
+               error_type: str | None, total_ms: float, cache_hit: bool = False,
+               snapshot: Snapshot | None = None) -> None:
         if self._usage is None:
             return
         usage, cost = meta.usage, meta.cost
@@ -318,7 +336,7 @@ class Dispatcher:
             cached_cost_micros=cost.cached_micros if cost else 0, markup_micros=cost.markup_micros if cost else 0,
             cost_micros=cost.total_micros if cost else 0,
             upstream_latency_ms=round(meta.upstream_latency_ms, 3), total_latency_ms=round(total_ms, 3),
-        ))
+        ), snapshot)
 
     async def _send(self, reply_to: str, message: Reply | StreamStart | StreamEnd | Failure) -> None:
         payload = encode(message)

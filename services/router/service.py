@@ -22,6 +22,7 @@ from libs.runtime.nats_conn import connect_nats, shutdown_nats
 from services.router.cache import ResponseCache
 from services.router.catalog import DEFAULT_CATALOG, Catalog, RouteError
 from services.router.dispatch import Dispatcher
+from services.router.eval_aliases import EvalAliases
 from services.router.failures import failure
 from services.router.health import HealthBook
 from services.router.pricing import Pricing
@@ -49,6 +50,7 @@ class RouterService:
         self.health = HealthBook(replica=f"router-{secrets.token_hex(6)}",
                                  failures_to_open=router_cfg.breaker_failures or 5,
                                  cooldown_s=router_cfg.breaker_cooldown_s or 30.0)
+        self.aliases = EvalAliases()
         self._tasks: set[asyncio.Task[None]] = set()
         self._usage: UsagePublisher | None = None
         self._subscriptions: list[Subscription] = []
@@ -62,7 +64,7 @@ class RouterService:
     async def start(self) -> None:
         for adapter in self.providers.values():
             await adapter.start()
-        self._nc = await connect_nats(nats_url(), "switchboard-router")
+        self._nc = await connect_nats(nats_url(), "switchboard-router", on_reconnect=self.aliases.mirror.resync)
         js = self._nc.jetstream()
         await ensure_stream(js, streams.USAGE)
         # Metering off (SWITCHBOARD_METERING=0) exists to measure what metering costs; a
@@ -72,8 +74,9 @@ class RouterService:
             self._usage.start()
         await self.health.start(js)
         await self.cache.start(js)
+        await self.aliases.mirror.start(js)
         self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers, self.pricing, self._usage,
-                                      self.health, self.policy, self.cache)
+                                      self.health, self.policy, self.cache, self.aliases)
         handlers = {subjects.INFER_CHAT: self._on_inference, subjects.INFER_EMBEDDINGS: self._on_inference,
                     subjects.INFER_MODALITY: self._on_inference, subjects.CATALOG_LIST: self._on_catalog,
                     subjects.CATALOG_GET: self._on_catalog, subjects.HEALTH_PROVIDERS: self._on_health,
@@ -138,6 +141,7 @@ class RouterService:
             await self._usage.stop()
         await self.health.stop()
         await self.cache.stop()
+        await self.aliases.mirror.stop()
         if self._nc is not None:
             await shutdown_nats(self._nc)
         for adapter in self.providers.values():

@@ -17,10 +17,14 @@ import structlog
 from nats.js import JetStreamContext
 
 from libs.contracts import subjects
+from libs.contracts.bus.snapshots import Snapshot
 from libs.contracts.bus.usage import UsageBatch, UsageEvent, encode
 
 log = structlog.get_logger()
 _MAX_BACKOFF_S = 2.0
+# Snapshot bytes after which a batch is sealed early: with one more snapshot of at most
+# MAX_SNAPSHOT_BYTES the batch still fits the bus's default 1 MiB max_payload.
+_MAX_SNAPSHOT_BATCH_BYTES = 256 * 1024
 
 
 class UsagePublisher:
@@ -29,8 +33,10 @@ class UsagePublisher:
         self._js = js
         self._max_batch = max_batch
         self._linger_s = linger_s
-        self._queue: asyncio.Queue[list[UsageEvent]] = asyncio.Queue(max_pending_batches)
+        self._queue: asyncio.Queue[UsageBatch] = asyncio.Queue(max_pending_batches)
         self._batch: list[UsageEvent] = []
+        self._snapshots: list[Snapshot] = []
+        self._snapshot_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._workers_count = workers
         self._workers: list[asyncio.Task[None]] = []
@@ -40,9 +46,12 @@ class UsagePublisher:
         loop = asyncio.get_running_loop()
         self._workers = [loop.create_task(self._work()) for _ in range(self._workers_count)]
 
-    def submit(self, event: UsageEvent) -> None:
+    def submit(self, event: UsageEvent, snapshot: Snapshot | None = None) -> None:
         self._batch.append(event)
-        if len(self._batch) >= self._max_batch:
+        if snapshot is not None:
+            self._snapshots.append(snapshot)
+            self._snapshot_bytes += len(snapshot.request_body) + len(snapshot.response_body)
+        if len(self._batch) >= self._max_batch or self._snapshot_bytes >= _MAX_SNAPSHOT_BATCH_BYTES:
             self._seal()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._linger_s, self._seal)
@@ -53,14 +62,15 @@ class UsagePublisher:
             self._timer = None
         if not self._batch:
             return
-        batch, self._batch = self._batch, []
+        batch = UsageBatch(self._batch, self._snapshots)
+        self._batch, self._snapshots, self._snapshot_bytes = [], [], 0
         try:
             self._queue.put_nowait(batch)
         except asyncio.QueueFull:
             lost = self._queue.get_nowait()
             self._queue.task_done()
             self._queue.put_nowait(batch)
-            self.dropped += len(lost)
+            self.dropped += len(lost.events)
             log.error("usage_outbox_full", dropped=self.dropped)
 
     async def stop(self, grace_s: float = 5.0) -> None:
@@ -75,8 +85,8 @@ class UsagePublisher:
     async def _work(self) -> None:
         while True:
             batch = await self._queue.get()
-            payload = encode(UsageBatch(batch))
-            msg_id = hashlib.sha256("\n".join(e.request_id for e in batch).encode()).hexdigest()
+            payload = encode(batch)
+            msg_id = hashlib.sha256("\n".join(e.request_id for e in batch.events).encode()).hexdigest()
             backoff = 0.05
             while True:
                 try:
@@ -87,6 +97,6 @@ class UsagePublisher:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # NATS down, reconnecting, or the ack timed out: retry
-                    log.warning("usage_publish_retry", events=len(batch), error=repr(exc))
+                    log.warning("usage_publish_retry", events=len(batch.events), error=repr(exc))
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, _MAX_BACKOFF_S)

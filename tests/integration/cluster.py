@@ -79,6 +79,7 @@ class Cluster:
     edges: list[ManagedProcess] = field(default_factory=list)
     routers: list[ManagedProcess] = field(default_factory=list)
     ledgers: list[ManagedProcess] = field(default_factory=list)
+    jobs: list[ManagedProcess] = field(default_factory=list)
     others: list[ManagedProcess] = field(default_factory=list)
 
     @property
@@ -116,6 +117,14 @@ class Cluster:
         self.ledgers.append(proc)
         return proc
 
+    def start_jobs(self) -> ManagedProcess:
+        port = free_port()
+        env = {**self.env, "SWITCHBOARD_JOBS_HEALTH_PORT": str(port)}
+        proc = start_module(f"jobs-{len(self.jobs)}", "services.jobs", env, self.log_dir)
+        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 30, proc.popen)
+        self.jobs.append(proc)
+        return proc
+
     def start_edge(self) -> ManagedProcess:
         port = free_port()
         env = {**self.env, "SWITCHBOARD_HTTP_PORT": str(port)}
@@ -136,7 +145,7 @@ class Cluster:
             wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout_s)
 
     def stop(self) -> None:
-        for proc in [*self.edges, *self.routers, *self.ledgers, *self.others]:
+        for proc in [*self.edges, *self.jobs, *self.routers, *self.ledgers, *self.others]:
             proc.stop(timeout_s=5)
         self.nats.stop()
 
@@ -203,6 +212,7 @@ def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | 
         cluster.start_ledger()
         for _ in range(routers):
             cluster.start_router()
+        cluster.start_jobs()
         for _ in range(edges):
             cluster.start_edge()
     except Exception:

@@ -4,7 +4,7 @@ import msgspec
 import pytest
 
 from libs.contracts.bus.inference import Cost, DispatchMeta, Usage
-from libs.contracts.bus.usage import UsageBatch, UsageEvent, decode_events, encode
+from libs.contracts.bus.usage import UsageBatch, UsageEvent, decode_batch, encode
 from libs.contracts.config import MeteringConfig, ModelConfig
 from libs.contracts.money import cents_header
 from services.router.pricing import Price, Pricing, price_of
@@ -90,7 +90,7 @@ def test_stream_tail() -> None:
 def test_usage_messages_decode_as_batches_or_single_events() -> None:
     event = UsageEvent(request_id="r", ts_ms=1, account_id="a", key_id="k", operation="chat", requested_model="m/x",
                        model="m/x", provider="m", status=200)
-    assert decode_events(encode(UsageBatch([event, event]))) == [event, event]
-    assert decode_events(encode(event)) == [event]
+    assert decode_batch(encode(UsageBatch([event, event]))).events == [event, event]
+    assert decode_batch(encode(event)).events == [event]
     with pytest.raises(msgspec.DecodeError):
-        decode_events(b"\xc1")
+        decode_batch(b"\xc1")

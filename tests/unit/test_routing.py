@@ -181,3 +181,11 @@ def test_auto_plan_without_a_capable_model_is_404() -> None:
     with pytest.raises(RouteError) as err:
         _auto_catalog().auto_plan("text", {"audio"}, "cost", lambda _: None)
     assert err.value.status == 404 and "audio" in err.value.message
+
+
+def test_auto_plan_quality_follows_the_latest_eval_over_the_catalog_score() -> None:
+    # The caller's eval found p/cheap better than p/best on their data: it now leads, and
+    # models the eval did not cover keep their catalog score (p/mid 70 vs p/best's eval 0.6).
+    evaluated = {"p/cheap": 0.9, "p/best": 0.6}
+    plan = _auto_catalog().auto_plan("text", set(), "quality", lambda _: None, evaluated=evaluated)
+    assert plan.deployments[0].slug == "p/cheap" and plan.fallbacks == ("p/mid", "p/best")

@@ -438,6 +438,53 @@ async def test_die_after_truncates_stream(sim: Sim) -> None:
     assert status == 200
 
 
+async def test_truncate_directive(sim: Sim) -> None:
+    _, data = await post_json(sim, CHAT, chat_body(model="gpt-sim+truncate=2"))
+    (choice,) = data["choices"]
+    assert choice["message"]["content"] == "Echo: hello"
+    assert choice["finish_reason"] == "length" and data["usage"]["completion_tokens"] == 2
+    # An answer already as short is left alone; max_tokens and truncate: the smaller wins.
+    _, data = await post_json(sim, CHAT, chat_body("hi", model="gpt-sim+truncate=2"))
+    assert data["choices"][0]["message"]["content"] == "Echo: hi" and data["choices"][0]["finish_reason"] == "stop"
+    _, data = await post_json(sim, CHAT, chat_body(max_tokens=3), headers={"x-sim-truncate": "1"})
+    assert data["choices"][0]["message"]["content"] == "Echo:"
+    _, data = await post_json(sim, CHAT, chat_body(model="gpt-sim+truncate=4", max_tokens=3))
+    assert data["choices"][0]["message"]["content"] == "Echo: hello brave"
+    _, data = await post_json(sim, CHAT, chat_body(model="gpt-sim+truncate=0"))
+    assert data["choices"][0]["message"]["content"] == "" and data["choices"][0]["finish_reason"] == "length"
+
+    events = await stream_events(sim, chat_body(model="gpt-sim+truncate=3"))
+    assert events[-1] == "[DONE]"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in events[:-1])
+    assert text == "Echo: hello brave" and events[-2]["choices"][0]["finish_reason"] == "length"
+
+    # Tool calls are not text: they are not cut.
+    _, data = await post_json(sim, CHAT, chat_body(model="gpt-sim+truncate=1", tools=[WEATHER_TOOL]))
+    assert data["choices"][0]["finish_reason"] == "tool_calls"
+    assert msgspec.json.decode(data["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"])["days"] >= 3
+
+    for model in ("gpt-sim+truncate", "gpt-sim+truncate=x", "gpt-sim+truncate=-1"):
+        status, err = await post_json(sim, CHAT, chat_body(model=model))
+        assert status == 400 and "truncate" in err["error"]["message"], model
+
+
+async def test_truncate_directive_anthropic_and_gemini(sim: Sim) -> None:
+    headers = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+    body = {"model": "claude-sim+truncate=2", "max_tokens": 100,
+            "messages": [{"role": "user", "content": "hello brave new world"}]}
+    status, data = await post_json(sim, "/v1/messages", body, headers=headers)
+    assert status == 200
+    assert data["content"] == [{"type": "text", "text": "Echo: hello"}] and data["stop_reason"] == "max_tokens"
+
+    gemini = {"contents": [{"role": "user", "parts": [{"text": "hello brave new world"}]}]}
+    status, data = await post_json(sim, "/v1beta/models/gemini-sim+truncate=3:generateContent", gemini,
+                                   headers={"x-goog-api-key": "k"})
+    assert status == 200
+    (candidate,) = data["candidates"]
+    assert candidate["content"]["parts"] == [{"text": "Echo: hello brave"}]
+    assert candidate["finishReason"] == "MAX_TOKENS"
+
+
 async def test_reset_directive(sim: Sim) -> None:
     with pytest.raises(aiohttp.ClientError):
         async with sim.http.post(CHAT, json=chat_body(model="gpt-sim+reset")) as resp:

@@ -9,15 +9,27 @@ import asyncio
 import itertools
 import os
 import random
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import msgspec
 import pytest
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
-from libs.contracts.bus.usage import ReportQuery, ReportRow, UsageEvent
+from libs.contracts import subjects
+from libs.contracts.bus import ledger as ledger_bus
+from libs.contracts.bus.inference import Failure, Reply
+from libs.contracts.bus.snapshots import Snapshot
+from libs.contracts.bus.usage import ReportQuery, ReportRow, UsageBatch, UsageEvent
+from libs.contracts.bus.usage import encode as encode_usage
+from services.ledger import queries
+from services.ledger.ingest import Ingestor
+from services.ledger.retention import SnapshotRetention
 from services.ledger.stores import ClickHouseUsageStore, SqliteUsageStore, UsageStore, open_store
 from services.ledger.stores.clickhouse import _server_client_args
 
@@ -383,3 +395,122 @@ async def test_clickhouse_server_via_testcontainers() -> None:
             await store.close()
     finally:
         await asyncio.to_thread(container.stop)
+
+
+# Snapshots are dated from now: ClickHouse's 30-day TTL drops older rows, even as they are inserted.
+NOW_MS = int(time.time() * 1000)
+DAY_MS = 86_400_000
+BINARY = bytes(range(256)) + b"\xc3\x28 not utf-8 \xff\xfe \\N \x00"
+
+
+def snap(request_id: str, age_days: float = 0.0, **overrides: object) -> Snapshot:
+    fields: dict[str, object] = {
+        "request_id": request_id, "ts_ms": NOW_MS - int(age_days * DAY_MS), "account_id": ACCOUNT,
+        "operation": "chat", "model": "gpt-4o", "request_body": b'{"messages":[]}',
+        "response_body": b'{"object":"chat.completion"}',
+    }
+    fields.update(overrides)
+    return msgspec.convert(fields, Snapshot)
+
+
+SNAPS = [
+    snap("req_s1", subaccount_id="sub_a", request_body=BINARY, response_body=WEIRD.encode(), streamed=True),
+    snap("req_s2", subaccount_id="sub_b", operation="messages", model="claude-3-5", truncated=True,
+         request_body=b"", response_body=b""),
+    snap("req_s3"),  # no sub-account
+    snap("req_s4", account_id="acct_2", subaccount_id="sub_a"),
+]
+
+
+async def test_snapshots_round_trip_exactly_and_idempotently(store: UsageStore) -> None:
+    first = await store.insert_snapshots([SNAPS[0], SNAPS[1], SNAPS[0]])
+    retried = await store.insert_snapshots([SNAPS[1], SNAPS[0]])  # redelivered, in another order
+    again = await store.insert_snapshots(SNAPS)
+    if isinstance(store, SqliteUsageStore):
+        assert (first, retried, again) == (2, 0, 2)
+    else:  # distinct ids of the batch, as for usage events
+        assert (first, retried, again) == (2, 2, 4)
+        raw = await store._conn().rows("SELECT count() FROM snapshots", {})  # no FINAL: physical rows
+        assert raw[0][0] == 6  # the retry was dropped by its token; `again` is collapsed by FINAL
+    assert await store.insert_snapshots([]) == 0
+    for expected in SNAPS:
+        assert await store.snapshot(expected.account_id, expected.request_id, None) == expected
+    got = await store.snapshot(ACCOUNT, "req_s1", "sub_a")
+    assert got is not None and got.request_body == BINARY and got.response_body == WEIRD.encode()
+    assert await store.snapshot(ACCOUNT, "req_unknown", None) is None
+
+
+async def test_snapshot_is_scoped_to_account_and_subaccount(store: UsageStore) -> None:
+    await store.insert_snapshots(SNAPS)
+    assert await store.snapshot("acct_2", "req_s1", None) is None  # another tenant's id: as if unknown
+    assert await store.snapshot(ACCOUNT, "req_s4", None) is None
+    assert await store.snapshot(ACCOUNT, "req_s4", "sub_a") is None
+    assert await store.snapshot(ACCOUNT, "req_s1", "sub_b") is None
+    assert await store.snapshot(ACCOUNT, "req_s3", "sub_a") is None  # no sub-account is not any sub-account
+    assert await store.snapshot(ACCOUNT, "req_s2", "sub_b") == SNAPS[1]
+    assert await store.snapshot("acct_2", "req_s4", "sub_a") == SNAPS[3]
+
+
+async def test_retention_prunes_old_snapshots(store: UsageStore) -> None:
+    old, edge, fresh = snap("req_old", age_days=40), snap("req_edge", age_days=29.9), snap("req_new", age_days=1)
+    await store.insert_snapshots([old, edge, fresh])
+    await SnapshotRetention(store, days=30).run_once(NOW_MS)
+    assert await store.snapshot(ACCOUNT, "req_old", None) is None
+    assert await store.snapshot(ACCOUNT, "req_edge", None) == edge
+    assert await store.snapshot(ACCOUNT, "req_new", None) == fresh
+    await store.prune_snapshots(NOW_MS)
+    if isinstance(store, SqliteUsageStore):
+        assert await store.snapshot(ACCOUNT, "req_new", None) is None
+    else:  # the TTL is the retention: prune is a no-op, and the 40-day-old row never landed
+        assert await store.snapshot(ACCOUNT, "req_new", None) == fresh
+        raw = await store._conn().rows("SELECT count() FROM snapshots WHERE request_id = 'req_old'", {})
+        assert raw[0][0] == 0
+
+
+class FakeMsg:
+    """The part of a JetStream message that Ingestor._store_batch uses."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.subject = subjects.USAGE_EVENTS
+        self.acked = False
+
+    async def ack(self) -> None:
+        self.acked = True
+
+
+async def test_ingest_stores_snapshots_and_events(store: UsageStore) -> None:
+    events = [event("req_s1", NOW_MS, subaccount_id="sub_a"), event("req_s3", NOW_MS)]
+    msgs = [
+        FakeMsg(encode_usage(UsageBatch(events, [SNAPS[0], SNAPS[2]]))),
+        FakeMsg(encode_usage(UsageBatch([event("req_plain", NOW_MS)]))),  # no snapshots: opted out
+        FakeMsg(encode_usage(MAIN[0])),  # a bare event, still accepted
+        FakeMsg(b"\xc1 not msgpack"),  # logged and acknowledged, never redelivered forever
+    ]
+    ingestor = Ingestor(cast(JetStreamContext, None), store)  # _store_batch never touches JetStream
+    await ingestor._store_batch(cast(list[Msg], msgs))
+    await ingestor._store_batch(cast(list[Msg], msgs[:1]))  # redelivered after a lost ack
+    assert all(msg.acked for msg in msgs)
+    assert await store.snapshot(ACCOUNT, "req_s1", "sub_a") == SNAPS[0]
+    assert await store.snapshot(ACCOUNT, "req_s3", None) == SNAPS[2]
+    assert await store.snapshot(ACCOUNT, "req_plain", None) is None
+    assert await store.generation(ACCOUNT, "req_s1", "sub_a") == events[0]
+    assert await store.generation(ACCOUNT, "req_01", None) == MAIN[0]
+
+
+async def test_snapshot_query_answers(store: UsageStore) -> None:
+    await store.insert_snapshots(SNAPS)
+    usage = event("req_s1", NOW_MS, subaccount_id="sub_a")
+    await store.insert([usage])
+    reply = await queries.snapshot(store, ledger_bus.SnapshotQuery(ACCOUNT, "req_s1", "sub_a"))
+    assert isinstance(reply, Reply) and reply.status == 200
+    assert ledger_bus.decode_snapshot_answer(reply.body) == ledger_bus.SnapshotAnswer(SNAPS[0], usage)
+    reply = await queries.snapshot(store, ledger_bus.SnapshotQuery(ACCOUNT, "req_s3"))  # no usage row yet
+    assert isinstance(reply, Reply)
+    assert ledger_bus.decode_snapshot_answer(reply.body) == ledger_bus.SnapshotAnswer(SNAPS[2], None)
+    for account, request_id, sub in [("acct_2", "req_s1", None), (ACCOUNT, "req_s1", "sub_b"),
+                                      (ACCOUNT, "req_nope", None)]:
+        failure = await queries.snapshot(store, ledger_bus.SnapshotQuery(account, request_id, sub))
+        assert isinstance(failure, Failure)
+        assert (failure.error.code, failure.error.param) == (404, "source_request_id")
+        assert request_id in failure.error.message and "retention" in failure.error.message

@@ -9,11 +9,11 @@ from libs.contracts.keys import mint_key
 from tools.cli.processes import ManagedProcess, ensure_free, start_module, start_nats, wait_http_ok
 
 # (name, module, health URL env var, default health port, readiness path).
-# The jobs and webhooks services take their slots here as they arrive; each is
-# one more line.
+# The webhooks service takes its slot here when it arrives; each is one more line.
 SERVICES: tuple[tuple[str, str, str, int, str], ...] = (
     ("ledger", "services.ledger", "SWITCHBOARD_LEDGER_HEALTH_PORT", 8093, "/readyz"),
     ("router", "services.router", "SWITCHBOARD_ROUTER_HEALTH_PORT", 8091, "/readyz"),
+    ("jobs", "services.jobs", "SWITCHBOARD_JOBS_HEALTH_PORT", 8094, "/readyz"),
     ("edge", "services.edge", "SWITCHBOARD_HTTP_PORT", 8080, "/readyz"),
 )
 SIMULATOR_PORT = 9100

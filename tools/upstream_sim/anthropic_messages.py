@@ -12,6 +12,7 @@ envelope ``{"type": "error", "error": {"type", "message"}}``. The fault and late
 of ``directives.py`` apply (``claude-sim+status=529``); one combination is Anthropic-specific:
 a streamed request with both ``die_after=N`` and ``status=S`` sends N deltas, then an ``error``
 event of S's type (how Anthropic reports e.g. overload mid-stream) and ends the stream.
+``truncate=N`` cuts the text to N pieces as ``max_tokens`` would (stop_reason ``max_tokens``).
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
         await delay_ms(directives.latency_ms)
         return anthropic_error(directives.status, retry_after=directives.retry_after)
     try:
-        plan = plan_message(payload)
+        plan = plan_message(payload, directives.truncate)
     except InvalidRequest as exc:
         return anthropic_error(400, exc.message)
     if stream:
@@ -195,8 +196,10 @@ def _pick_tool(tools: Any, choice: dict[str, Any]) -> dict[str, Any]:
     return tools[0]
 
 
-def plan_message(payload: dict[str, Any]) -> Plan:
+def plan_message(payload: dict[str, Any], truncate: int | None = None) -> Plan:
     limit = _int_field(payload, "max_tokens")
+    if truncate is not None:
+        limit = min(limit, truncate)
     messages = payload.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise InvalidRequest("messages: at least one message is required")

@@ -4,6 +4,23 @@ The gateway forwards the model name untouched but not arbitrary client headers, 
 ride in the model name (``gpt-sim+status=503+retry_after=7``). When the simulator is driven
 directly they may also come from ``x-sim-*`` headers; a header wins over the same directive in
 the model name because it is the more explicit of the two.
+
+Directives (model-name key / header):
+
+- ``status=S`` / ``x-sim-status``: answer with HTTP error S (400-599) in the wire's error shape.
+- ``retry_after=V`` / ``x-sim-retry-after``: the Retry-After value sent with ``status``.
+- ``latency=MS`` / ``x-sim-latency-ms``: delay before a non-streamed answer.
+- ``ttft=MS`` / ``x-sim-ttft-ms``: delay before the first streamed event.
+- ``tps=N`` / ``x-sim-tps``: pace a stream at N pieces per second.
+- ``die_after=N`` / ``x-sim-die-after``: stream N pieces, then drop the connection (a non-streamed
+  body is cut short of its Content-Length).
+- ``malformed`` / ``x-sim-malformed``: answer with invalid JSON.
+- ``hang`` / ``x-sim-hang``: never answer.
+- ``reset`` / ``x-sim-reset``: drop the connection with a TCP RST.
+- ``plain`` / ``x-sim-plain``: ignore response_format (OpenAI chat): prose where JSON was asked for.
+- ``truncate=N`` / ``x-sim-truncate``: cut the answer text to its first N pieces, as if a
+  max_tokens of N had been asked for (finish reason "length"); lets one model answer worse than
+  another (``gpt-sim+truncate=2``). Tool calls are not cut.
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ class Directives(msgspec.Struct, kw_only=True):
     hang: bool = False
     reset: bool = False
     plain: bool = False  # ignore response_format: answer prose where JSON was asked for
+    truncate: int | None = None  # answer only the first N pieces of the text, as max_tokens=N would
 
 
 # Model-name key -> (header name, struct field).
@@ -46,6 +64,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "hang": ("x-sim-hang", "hang"),
     "reset": ("x-sim-reset", "reset"),
     "plain": ("x-sim-plain", "plain"),
+    "truncate": ("x-sim-truncate", "truncate"),
 }
 _FLAGS = frozenset({"malformed", "hang", "reset", "plain"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -76,13 +95,13 @@ def _convert(key: str, raw: str) -> object:
         if not 400 <= status <= 599:
             raise DirectiveError("sim directive 'status' must be an HTTP error status (400-599)")
         return status
-    if key == "die_after":
+    if key in ("die_after", "truncate"):
         try:
             count = int(raw)
         except ValueError:
-            raise DirectiveError(f"sim directive 'die_after' needs an integer, got {raw!r}") from None
+            raise DirectiveError(f"sim directive {key!r} needs an integer, got {raw!r}") from None
         if count < 0:
-            raise DirectiveError("sim directive 'die_after' must be >= 0")
+            raise DirectiveError(f"sim directive {key!r} must be >= 0")
         return count
     return _nonneg_float(key, raw)
 

@@ -14,7 +14,8 @@ as upstream, a missing key is 403 and a wrong one 400 with ErrorInfo reason API_
 Errors use Google's envelope ``{"error": {"code", "message", "status"}}``; the fault and latency
 directives of ``directives.py`` ride in the model name (``gemini-sim+status=503``). A 429 with a
 numeric ``retry_after`` carries it as a ``google.rpc.RetryInfo`` detail, as Google does; any
-other ``retry_after`` is sent as a Retry-After header.
+other ``retry_after`` is sent as a Retry-After header. ``truncate=N`` cuts the text to N pieces as
+``maxOutputTokens`` would (finishReason ``MAX_TOKENS``).
 """
 
 from __future__ import annotations
@@ -192,20 +193,23 @@ def _declaration(payload: dict[str, Any]) -> dict[str, Any] | None:
     raise InvalidRequest(f"allowedFunctionNames {allowed!r} names no declared function.")
 
 
-def _apply_limits(text: str, config: dict[str, Any]) -> tuple[str, str]:
+def _apply_limits(text: str, config: dict[str, Any], truncate: int | None = None) -> tuple[str, str]:
     stops = config.get("stopSequences") or []
     cut = min((i for s in stops if isinstance(s, str) and s and (i := text.find(s)) >= 0), default=-1)
     if cut >= 0:
         text = text[:cut]
-    limit = config.get("maxOutputTokens")
-    if isinstance(limit, int) and limit > 0:
+    requested = config.get("maxOutputTokens")
+    limit = requested if isinstance(requested, int) and requested > 0 else None
+    if truncate is not None:
+        limit = truncate if limit is None else min(limit, truncate)
+    if limit is not None:
         pieces = split_pieces(text)
         if len(pieces) > limit:
             return "".join(pieces[:limit]), "MAX_TOKENS"
     return text, "STOP"
 
 
-def plan_content(payload: dict[str, Any]) -> Plan:
+def plan_content(payload: dict[str, Any], truncate: int | None = None) -> Plan:
     contents = payload.get("contents")
     if not isinstance(contents, list) or not contents:
         raise InvalidRequest("* GenerateContentRequest.contents: contents is not specified")
@@ -231,7 +235,7 @@ def plan_content(payload: dict[str, Any]) -> Plan:
         text = _json_text(fill_schema(schema) if schema is not None else {"echo": user_text})
     else:
         text = "Echo: " + user_text
-    text, finish = _apply_limits(text, config)
+    text, finish = _apply_limits(text, config, truncate)
     return Plan(text, None, finish, prompt, count_words(text))
 
 
@@ -275,7 +279,7 @@ def _chunks(plan: Plan, n: int, model: str, finish: bool) -> list[dict[str, Any]
 
 async def _generate(request: web.Request, payload: dict[str, Any], model: str,
                     directives: Directives) -> web.StreamResponse:
-    plan = plan_content(payload)
+    plan = plan_content(payload, directives.truncate)
     n = _candidate_count(payload)
     await delay_ms(directives.latency_ms)
     if directives.malformed:
@@ -286,7 +290,7 @@ async def _generate(request: web.Request, payload: dict[str, Any], model: str,
 
 async def _stream(request: web.Request, payload: dict[str, Any], model: str,
                   directives: Directives) -> web.StreamResponse:
-    plan = plan_content(payload)
+    plan = plan_content(payload, directives.truncate)
     chunks = _chunks(plan, _candidate_count(payload), model, finish=directives.die_after is None)
     if directives.die_after is not None:
         chunks = chunks[: directives.die_after]

@@ -1,4 +1,8 @@
-"""OpenAI ``POST /v1/chat/completions``: non-streaming and SSE streaming responses."""
+"""OpenAI ``POST /v1/chat/completions``: non-streaming and SSE streaming responses.
+
+Every directive of ``directives.py`` applies; ``plain`` (drop response_format) and ``truncate=N``
+(cut the text to N pieces, finish reason "length") shape the answer itself.
+"""
 
 from __future__ import annotations
 
@@ -114,7 +118,7 @@ def _response_format_text(response_format: Any, user_text: str, system_text: str
     raise InvalidRequest(f"Invalid 'response_format.type': {kind!r}.", "response_format")
 
 
-def _apply_limits(text: str, payload: dict[str, Any]) -> tuple[str, str]:
+def _apply_limits(text: str, payload: dict[str, Any], truncate: int | None = None) -> tuple[str, str]:
     finish = "stop"
     stop = payload.get("stop")
     stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
@@ -124,6 +128,8 @@ def _apply_limits(text: str, payload: dict[str, Any]) -> tuple[str, str]:
     limit = _int_param(payload, "max_completion_tokens", 1, 1 << 31)
     if limit is None:
         limit = _int_param(payload, "max_tokens", 1, 1 << 31)
+    if truncate is not None:
+        limit = truncate if limit is None else min(limit, truncate)
     if limit is not None:
         pieces = split_pieces(text)
         if len(pieces) > limit:
@@ -132,7 +138,7 @@ def _apply_limits(text: str, payload: dict[str, Any]) -> tuple[str, str]:
     return text, finish
 
 
-def plan_completion(payload: dict[str, Any]) -> Plan:
+def plan_completion(payload: dict[str, Any], truncate: int | None = None) -> Plan:
     messages = payload.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise InvalidRequest(
@@ -158,7 +164,7 @@ def plan_completion(payload: dict[str, Any]) -> Plan:
         system_text = " ".join(_text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
         formatted = _response_format_text(payload.get("response_format"), user_text, system_text)
         text = formatted if formatted is not None else "Echo: " + user_text
-    text, finish = _apply_limits(text, payload)
+    text, finish = _apply_limits(text, payload, truncate)
     return Plan(text, None, finish, prompt_tokens, count_words(text))
 
 
@@ -180,7 +186,7 @@ def _usage(plan: Plan) -> dict[str, Any]:
 async def handle_chat(request: web.Request, payload: dict[str, Any], directives: Directives) -> web.StreamResponse:
     if directives.plain:
         payload = {k: v for k, v in payload.items() if k != "response_format"}
-    plan = plan_completion(payload)
+    plan = plan_completion(payload, directives.truncate)
     n = _int_param(payload, "n", 1, 128) or 1
     if payload.get("stream") is True:
         return await _stream(request, payload, plan, n, directives)

@@ -62,6 +62,9 @@ class InferenceRequest(msgspec.Struct, array_like=True):
     cache: str = "auto"  # x-cache: auto | force | skip
     # The client's Content-Type when the body is not JSON (multipart forms keep their boundary).
     content_type: str | None = None
+    # Keep a snapshot of a chat-shaped request and its answer for replays (bus/snapshots.py);
+    # the edge clears it for accounts that opted out.
+    snapshot: bool = False
 
 
 class Usage(msgspec.Struct, array_like=True):

@@ -9,6 +9,8 @@ from typing import Literal
 
 import msgspec
 
+from libs.contracts.bus.snapshots import Snapshot
+
 
 class UsageEvent(msgspec.Struct, kw_only=True):
     request_id: str
@@ -69,9 +71,11 @@ class ReportRow(msgspec.Struct, kw_only=True):
 class UsageBatch(msgspec.Struct):
     """What the router publishes: the events of a few milliseconds in one stream message,
     so metering costs one JetStream write per batch rather than per request. The
-    message id is derived from the request ids, so a re-published batch is dropped."""
+    message id is derived from the request ids, so a re-published batch is dropped.
+    `snapshots` are the request snapshots of the same requests (bus/snapshots.py)."""
 
     events: list[UsageEvent]
+    snapshots: list[Snapshot] = []
 
 
 encode = msgspec.msgpack.Encoder().encode
@@ -79,9 +83,9 @@ decode_event = msgspec.msgpack.Decoder(UsageEvent).decode
 _decode_batch = msgspec.msgpack.Decoder(UsageBatch).decode
 
 
-def decode_events(payload: bytes) -> list[UsageEvent]:
-    """A stream message's events: a UsageBatch, or a single UsageEvent (also accepted)."""
+def decode_batch(payload: bytes) -> UsageBatch:
+    """A stream message: a UsageBatch, or a single UsageEvent (also accepted)."""
     try:
-        return _decode_batch(payload).events
+        return _decode_batch(payload)
     except msgspec.ValidationError:
-        return [decode_event(payload)]
+        return UsageBatch([decode_event(payload)])

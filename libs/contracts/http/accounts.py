@@ -26,6 +26,7 @@ class SubAccountCreate(msgspec.Struct, forbid_unknown_fields=True):
     rate_limit_tpm: PerMinute | None = None
     default_tag: Tag | None = None
     metadata: Metadata | None = None
+    snapshots: bool = True  # ours: False keeps this customer's requests out of the replay store
 
 
 class SubAccountUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -36,6 +37,7 @@ class SubAccountUpdate(msgspec.Struct, forbid_unknown_fields=True):
     rate_limit_tpm: PerMinute | UnsetType | None = UNSET
     default_tag: Tag | UnsetType | None = UNSET
     metadata: Metadata | UnsetType | None = UNSET
+    snapshots: bool | UnsetType = UNSET
 
 
 class SubAccountView(msgspec.Struct):
@@ -50,6 +52,7 @@ class SubAccountView(msgspec.Struct):
     created: int
     key_id: str | None
     spent_cents_this_month: float
+    snapshots: bool = True
     key: str | None = None  # the plaintext key: only in the create and rotate answers
     object: str = "sub_account"
 

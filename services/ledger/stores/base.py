@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol, get_args
 
 import msgspec
 
+from libs.contracts.bus.snapshots import Snapshot
 from libs.contracts.bus.usage import Bucket, GroupBy, ReportQuery, ReportRow, UsageEvent
 
 SpendBy = Literal["subaccount", "tag"]
@@ -38,6 +39,18 @@ class UsageStore(Protocol):
     async def report(self, query: ReportQuery) -> list[ReportRow]: ...
 
     async def spend_since(self, account_id: str, since_ms: int, by: SpendBy) -> dict[str | None, int]: ...
+
+    async def insert_snapshots(self, snapshots: list[Snapshot]) -> int:
+        """Store request snapshots, idempotent on request_id; returns how many were new where the dialect can tell."""
+        ...
+
+    async def snapshot(self, account_id: str, request_id: str, subaccount_id: str | None) -> Snapshot | None:
+        """One request's snapshot, only if it belongs to the account (and sub-account, when given)."""
+        ...
+
+    async def prune_snapshots(self, before_ms: int) -> None:
+        """Drop snapshots taken before `before_ms` (retention)."""
+        ...
 
 
 def report_params(query: ReportQuery) -> dict[str, Any]:
@@ -69,3 +82,9 @@ def to_report_rows(rows: Any) -> list[ReportRow]:
 def to_event(columns: tuple[str, ...], row: Any) -> UsageEvent:
     # strict=False lets SQLite's 0/1 integers become the struct's bools.
     return msgspec.convert(dict(zip(columns, row, strict=True)), UsageEvent, strict=False)
+
+
+def to_snapshot(columns: tuple[str, ...], row: Any) -> Snapshot:
+    # strict=False: SQLite's 0/1 become bools, and ClickHouse's base64 text (its
+    # driver would turn non-UTF-8 bytes into hex) becomes the bodies' bytes.
+    return msgspec.convert(dict(zip(columns, row, strict=True)), Snapshot, strict=False)

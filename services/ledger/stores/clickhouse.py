@@ -19,6 +19,11 @@ quantileExactLow(0.5) agrees with nearest-rank, but no quantileExact* variant
 does at 0.95: they take rank floor(q * n) + 1, one too high whenever 0.95 * n
 is a whole number (n = 20, 40, ...). The sorted array holds the same values
 quantileExact would, so it costs the same memory.
+
+Snapshot bodies are arbitrary bytes, which neither JSON nor the driver's str
+results carry as-is (it renders non-UTF-8 String values as hex). So they travel
+as base64 both ways: inserts fill EPHEMERAL *_b64 columns that the stored
+columns decode by DEFAULT, and reads select base64Encode(...).
 """
 
 import asyncio
@@ -32,10 +37,20 @@ import clickhouse_connect
 import msgspec
 from clickhouse_connect.driver.binding import quote_identifier
 
+from libs.contracts.bus.snapshots import Snapshot
 from libs.contracts.bus.usage import ReportQuery, ReportRow, UsageEvent
-from services.ledger.stores.base import SpendBy, report_params, spend_params, to_event, to_report_rows
+from services.ledger.stores.base import (
+    SpendBy,
+    report_params,
+    spend_params,
+    to_event,
+    to_report_rows,
+    to_snapshot,
+)
 
 COLUMNS: tuple[str, ...] = UsageEvent.__struct_fields__
+SNAPSHOT_COLUMNS: tuple[str, ...] = Snapshot.__struct_fields__
+_BODIES: tuple[str, ...] = ("request_body", "response_body")
 
 # Every statement is idempotent, so the whole list runs at every start. A schema
 # change is a statement appended here (ALTER TABLE ... ADD COLUMN IF NOT EXISTS).
@@ -75,6 +90,31 @@ SCHEMA: tuple[str, ...] = (
     ORDER BY (account_id, request_id)
     -- Without this, insert_deduplication_token only works on Replicated tables.
     SETTINGS non_replicated_deduplication_window = 1000
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS snapshots (
+        request_id String,
+        ts_ms Int64,
+        account_id String,
+        subaccount_id Nullable(String),
+        operation LowCardinality(String),
+        model LowCardinality(String),
+        request_body_b64 String EPHEMERAL '',
+        response_body_b64 String EPHEMERAL '',
+        request_body String DEFAULT base64Decode(request_body_b64) CODEC(ZSTD(3)),
+        response_body String DEFAULT base64Decode(response_body_b64) CODEC(ZSTD(3)),
+        streamed Bool,
+        truncated Bool
+    )
+    ENGINE = ReplacingMergeTree
+    -- Daily parts expire whole: with ttl_only_drop_parts the TTL drops a day's part
+    -- once all of it is past retention instead of rewriting parts full of bodies.
+    -- So a snapshot may outlive the TTL by up to a day.
+    PARTITION BY toYYYYMMDD(toDateTime(intDiv(ts_ms, 1000), 'UTC'))
+    ORDER BY (account_id, request_id)
+    -- Retention; prune_snapshots relies on it. Also drops expired rows at insert.
+    TTL toDateTime(intDiv(ts_ms, 1000), 'UTC') + INTERVAL 30 DAY
+    SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1
     """,
 )
 
@@ -130,6 +170,21 @@ SELECT CASE {by:String} WHEN 'tag' THEN tag ELSE subaccount_id END AS spend_key,
 FROM usage_events FINAL
 WHERE account_id = {account_id:String} AND ts_ms >= {since_ms:Int64}
 GROUP BY spend_key
+"""
+
+INSERT_SNAPSHOT = (
+    f"INSERT INTO snapshots ({', '.join(f'{c}_b64' if c in _BODIES else c for c in SNAPSHOT_COLUMNS)})"
+    " FORMAT JSONEachRow"
+)
+
+# Positional, like to_event: to_snapshot zips the row with SNAPSHOT_COLUMNS.
+SNAPSHOT = f"""
+SELECT {", ".join(f"base64Encode({c})" if c in _BODIES else c for c in SNAPSHOT_COLUMNS)}
+FROM snapshots FINAL
+WHERE account_id = {{account_id:String}}
+  AND request_id = {{request_id:String}}
+  AND ({{subaccount_id:Nullable(String)}} IS NULL OR subaccount_id = {{subaccount_id:Nullable(String)}})
+LIMIT 1
 """
 
 # Sent with every insert when the server knows them. Older servers parse floats
@@ -197,6 +252,15 @@ def batch_token(request_ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(request_ids)).encode()).hexdigest()
 
 
+def snapshot_row(snapshot: Snapshot) -> dict[str, Any]:
+    """A JSONEachRow object for INSERT_SNAPSHOT: the bodies, base64 (to_builtins' rendering of bytes),
+    under their EPHEMERAL *_b64 names."""
+    row: dict[str, Any] = msgspec.to_builtins(snapshot)
+    for body in _BODIES:
+        row[f"{body}_b64"] = row.pop(body)
+    return row
+
+
 class ClickHouseUsageStore:
     """`http(s)://user:pass@host:8123/dbname` for a server, or `chdb:///abs/dir?database=name`
     for chDB's in-process engine (tests, single machine); chDB allows one engine directory per process."""
@@ -250,6 +314,12 @@ class ClickHouseUsageStore:
             raise RuntimeError("ClickHouseUsageStore is not open")
         return self._client
 
+    def _settings_for(self, request_ids: Sequence[str]) -> dict[str, Any]:
+        settings = dict(self._insert_settings)
+        if self._dedup_token:
+            settings["insert_deduplication_token"] = batch_token(request_ids)
+        return settings
+
     async def insert(self, events: list[UsageEvent]) -> int:
         """Returns the batch's distinct request ids: whether one was already stored
         is only known after a merge or a FINAL read, which an insert should not pay for."""
@@ -258,11 +328,8 @@ class ClickHouseUsageStore:
             unique.setdefault(event.request_id, event)
         if not unique:
             return 0
-        settings = dict(self._insert_settings)
-        if self._dedup_token:
-            settings["insert_deduplication_token"] = batch_token(list(unique))
         body = msgspec.json.Encoder().encode_lines(list(unique.values()))
-        await self._conn().command(INSERT, data=body, settings=settings)
+        await self._conn().command(INSERT, data=body, settings=self._settings_for(list(unique)))
         return len(unique)
 
     async def generation(self, account_id: str, request_id: str, subaccount_id: str | None) -> UsageEvent | None:
@@ -276,3 +343,25 @@ class ClickHouseUsageStore:
     async def spend_since(self, account_id: str, since_ms: int, by: SpendBy) -> dict[str | None, int]:
         rows = await self._conn().rows(SPEND_SINCE, spend_params(account_id, since_ms, by))
         return {key: int(spent) for key, spent in rows}
+
+    async def insert_snapshots(self, snapshots: list[Snapshot]) -> int:
+        """Like insert: counts the batch's distinct request ids, stored before or not."""
+        unique: dict[str, Snapshot] = {}
+        for snapshot in snapshots:
+            unique.setdefault(snapshot.request_id, snapshot)
+        if not unique:
+            return 0
+        # Often the same token as the batch's usage insert: tokens are per table, so that is no clash.
+        body = msgspec.json.Encoder().encode_lines([snapshot_row(snapshot) for snapshot in unique.values()])
+        await self._conn().command(INSERT_SNAPSHOT, data=body, settings=self._settings_for(list(unique)))
+        return len(unique)
+
+    async def snapshot(self, account_id: str, request_id: str, subaccount_id: str | None) -> Snapshot | None:
+        params = {"account_id": account_id, "request_id": request_id, "subaccount_id": subaccount_id}
+        rows = await self._conn().rows(SNAPSHOT, params)
+        return to_snapshot(SNAPSHOT_COLUMNS, rows[0]) if rows else None
+
+    async def prune_snapshots(self, before_ms: int) -> None:
+        """A no-op: the table's 30-day TTL expires snapshots in background merges,
+        which costs nothing per call, where a DELETE here would be a mutation an hour
+        per replica. A retention configured below 30 days therefore applies to SQLite only."""

@@ -6,15 +6,26 @@ the same data and require identical answers.
 """
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import msgspec
 
+from libs.contracts.bus.snapshots import Snapshot
 from libs.contracts.bus.usage import ReportQuery, ReportRow, UsageEvent
-from services.ledger.stores.base import SpendBy, report_params, spend_params, to_event, to_report_rows
+from services.ledger.stores.base import (
+    SpendBy,
+    report_params,
+    spend_params,
+    to_event,
+    to_report_rows,
+    to_snapshot,
+)
 
 COLUMNS: tuple[str, ...] = UsageEvent.__struct_fields__
+SNAPSHOT_COLUMNS: tuple[str, ...] = Snapshot.__struct_fields__
 
 # Migration steps, applied in order once each and tracked by PRAGMA user_version.
 # A released step is never edited: a schema change is a new step appended here.
@@ -51,6 +62,26 @@ SCHEMA: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX IF NOT EXISTS usage_events_account_ts ON usage_events (account_id, ts_ms)",
         "CREATE INDEX IF NOT EXISTS usage_events_account_sub_ts ON usage_events (account_id, subaccount_id, ts_ms)",
+    ),
+    (
+        # A rowid table, not WITHOUT ROWID: rows carry bodies up to MAX_SNAPSHOT_BYTES,
+        # which SQLite advises against in a clustered index.
+        """
+        CREATE TABLE IF NOT EXISTS snapshots (
+            request_id TEXT PRIMARY KEY,
+            ts_ms INTEGER NOT NULL,
+            account_id TEXT NOT NULL,
+            subaccount_id TEXT,
+            operation TEXT NOT NULL,
+            model TEXT NOT NULL,
+            request_body BLOB NOT NULL,
+            response_body BLOB NOT NULL,
+            streamed INTEGER NOT NULL,
+            truncated INTEGER NOT NULL
+        )
+        """,
+        # Retention deletes by age across every account.
+        "CREATE INDEX IF NOT EXISTS snapshots_ts ON snapshots (ts_ms)",
     ),
 )
 
@@ -124,6 +155,22 @@ WHERE account_id = :account_id AND ts_ms >= :since_ms
 GROUP BY spend_key
 """
 
+# As for usage events, the primary key makes a redelivered snapshot a no-op.
+INSERT_SNAPSHOT = f"""
+INSERT OR IGNORE INTO snapshots ({", ".join(SNAPSHOT_COLUMNS)})
+VALUES ({", ".join("?" for _ in SNAPSHOT_COLUMNS)})
+"""
+
+SNAPSHOT = f"""
+SELECT {", ".join(SNAPSHOT_COLUMNS)}
+FROM snapshots
+WHERE request_id = :request_id
+  AND account_id = :account_id
+  AND (:subaccount_id IS NULL OR subaccount_id = :subaccount_id)
+"""
+
+PRUNE_SNAPSHOTS = "DELETE FROM snapshots WHERE ts_ms < ?"
+
 
 class SqliteUsageStore:
     def __init__(self, path: Path) -> None:
@@ -175,22 +222,24 @@ class SqliteUsageStore:
             raise RuntimeError("SqliteUsageStore is not open")
         return self._db
 
-    async def insert(self, events: list[UsageEvent]) -> int:
-        if not events:
-            return 0
+    async def _write(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Runs `sql` once per row in one transaction (one WAL commit, not one per row); returns rows changed."""
         db = self._conn()
-        rows = [msgspec.structs.astuple(event) for event in events]
-        # One transaction per batch: one WAL commit instead of one per row.
         async with self._write_lock:
             await db.execute("BEGIN")
             try:
-                async with db.executemany(INSERT, rows) as cur:
-                    stored = cur.rowcount  # ignored duplicates do not count
+                async with db.executemany(sql, rows) as cur:
+                    changed = cur.rowcount  # ignored duplicates do not count
                 await db.execute("COMMIT")
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
-        return max(stored, 0)
+        return max(changed, 0)
+
+    async def insert(self, events: list[UsageEvent]) -> int:
+        if not events:
+            return 0
+        return await self._write(INSERT, [msgspec.structs.astuple(event) for event in events])
 
     async def generation(self, account_id: str, request_id: str, subaccount_id: str | None) -> UsageEvent | None:
         params = {"account_id": account_id, "request_id": request_id, "subaccount_id": subaccount_id}
@@ -207,3 +256,17 @@ class SqliteUsageStore:
         async with self._conn().execute(SPEND_SINCE, spend_params(account_id, since_ms, by)) as cur:
             rows = await cur.fetchall()
         return {key: int(spent) for key, spent in rows}
+
+    async def insert_snapshots(self, snapshots: list[Snapshot]) -> int:
+        if not snapshots:
+            return 0
+        return await self._write(INSERT_SNAPSHOT, [msgspec.structs.astuple(snapshot) for snapshot in snapshots])
+
+    async def snapshot(self, account_id: str, request_id: str, subaccount_id: str | None) -> Snapshot | None:
+        params = {"account_id": account_id, "request_id": request_id, "subaccount_id": subaccount_id}
+        async with self._conn().execute(SNAPSHOT, params) as cur:
+            row = await cur.fetchone()
+        return None if row is None else to_snapshot(SNAPSHOT_COLUMNS, row)
+
+    async def prune_snapshots(self, before_ms: int) -> None:
+        await self._write(PRUNE_SNAPSHOTS, [(before_ms,)])

@@ -1,0 +1,57 @@
+"""Eval and replay records in NATS KV, one key per record: `<account>.<id>`.
+
+The account is part of the key so a lookup with another tenant's id simply
+finds nothing, and listing an account reads only that account's keys.
+"""
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import msgspec
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+T = TypeVar("T", bound=msgspec.Struct)
+_encode = msgspec.json.Encoder().encode
+
+
+class Records(Generic[T]):
+    def __init__(self, kv: KeyValue, decode: Callable[[bytes], T]) -> None:
+        self._kv = kv
+        self._decode = decode
+
+    @staticmethod
+    def _key(account_id: str, id_: str) -> str:
+        return f"{account_id}.{id_}"
+
+    async def put(self, account_id: str, id_: str, record: T) -> None:
+        await self._kv.put(self._key(account_id, id_), _encode(record))
+
+    async def get(self, account_id: str, id_: str) -> T | None:
+        if not _valid_id(id_):
+            return None
+        try:
+            entry = await self._kv.get(self._key(account_id, id_))
+        except KeyNotFoundError:
+            return None
+        return self._decode(entry.value) if entry.value else None
+
+    async def list(self, account_id: str) -> list[T]:
+        # A watch on the account's subjects: the server filters, so the cost is this account's
+        # records (nats-py's keys(filters=...) would read every key and filter client-side).
+        watcher = await self._kv.watch(f"{account_id}.*", ignore_deletes=True)
+        records: list[T] = []
+        try:
+            async for entry in watcher:
+                if entry is None:  # the end of what is stored now
+                    break
+                if entry.value:
+                    records.append(self._decode(entry.value))
+        finally:
+            await watcher.stop()
+        return records
+
+
+def _valid_id(id_: str) -> bool:
+    # A path id goes into a KV key: anything that could widen it into another subject is refused.
+    return bool(id_) and len(id_) <= 64 and all(c.isalnum() or c in "_-" for c in id_)
