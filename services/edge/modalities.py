@@ -33,6 +33,7 @@ from libs.contracts.bus.inference import (
 )
 from libs.contracts.http.chat import AUTO_MODEL
 from libs.contracts.http.modalities import (
+    AudioUrlRequest,
     ClassificationRequest,
     ImageGenerationRequest,
     ImageInputRequest,
@@ -48,6 +49,7 @@ from services.edge.relay import reply_response, request_reply
 from services.edge.validation import validate
 
 _decode_image = msgspec.json.Decoder(ImageGenerationRequest).decode
+_decode_audio_url = msgspec.json.Decoder(AudioUrlRequest).decode
 _decode_speech = msgspec.json.Decoder(SpeechRequest).decode
 _decode_moderation = msgspec.json.Decoder(ModerationRequest).decode
 _decode_translation = msgspec.json.Decoder(TranslationRequest).decode
@@ -126,6 +128,11 @@ def form_model(body: bytes, content_type: str | None, file_fields: tuple[str, ..
 async def _form(request: web.Request, operation: str, file_fields: tuple[str, ...], kind: str) -> web.Response:
     admitted = await admit(request)
     content_type = request.headers.get("Content-Type")
+    if kind == "audio-stt" and (content_type or "").split(";", 1)[0].strip().lower() == "application/json":
+        # The contract's other form: {"model", "audio_url"}; the router fetches the audio.
+        parsed: AudioUrlRequest = validate(_decode_audio_url, admitted.body)
+        return await _relay(request, operation, _named(parsed.model, kind), admitted,
+                            content_type="application/json")
     model = form_model(admitted.body, content_type, file_fields, kind)
     return await _relay(request, operation, model, admitted, content_type=content_type)
 

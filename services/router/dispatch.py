@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 from libs.contracts import errors
 from libs.contracts.bus.cache import CACHE_STATUS_HIT, CACHE_STATUS_MISS
 from libs.contracts.bus.inference import (
+    FORM_OPERATIONS,
     OP_CHAT,
     DispatchMeta,
     Failure,
@@ -31,6 +32,7 @@ from libs.contracts.bus.snapshots import Snapshot
 from libs.contracts.bus.usage import UsageEvent
 from libs.contracts.http.chat import AUTO_MODEL
 from libs.runtime.logs import trace_id_of
+from services.router.audio_fetch import AudioFetcher, FetchError
 from services.router.cache import (
     CachedAnswer,
     ResponseCache,
@@ -69,7 +71,7 @@ class _Exhausted(Exception):
 class Dispatcher:
     def __init__(self, nc: Client, catalog: Catalog, providers: dict[str, ProviderAdapter], pricing: Pricing,
                  usage: UsagePublisher | None, health: HealthBook, policy: RetryPolicy,
-                 cache: ResponseCache, aliases: EvalAliases) -> None:
+                 cache: ResponseCache, aliases: EvalAliases, audio: AudioFetcher) -> None:
         self._nc = nc
         self._catalog = catalog
         self._providers = providers
@@ -79,6 +81,7 @@ class Dispatcher:
         self._policy = policy
         self._cache = cache
         self._aliases = aliases
+        self._audio = audio
         self._rng = random.Random()
         self._streams: dict[str, asyncio.Task[None]] = {}  # reply inbox -> the task relaying that stream
 
@@ -123,6 +126,12 @@ class Dispatcher:
         except RouteError as exc:
             await self._send(msg.reply, failure(exc.status, exc.type, exc.message))
             return
+        if request.operation in FORM_OPERATIONS and request.content_type == "application/json":
+            try:
+                request = await self._audio.as_form(request)
+            except FetchError as exc:
+                await self._send(msg.reply, failure(400, errors.INVALID_REQUEST, str(exc), param="audio_url"))
+                return
         routes = candidates(self._catalog, plan, request.models, self._health, self._rng)
         try:
             key = self._cache_key(request) if surface is None or isinstance(surface, Utility) else None

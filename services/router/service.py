@@ -19,6 +19,7 @@ from libs.contracts.config import SwitchboardConfig
 from libs.runtime.env import env_float, env_str, nats_url
 from libs.runtime.jetstream import ensure_stream
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
+from services.router.audio_fetch import AudioFetcher
 from services.router.cache import ResponseCache
 from services.router.catalog import DEFAULT_CATALOG, Catalog, RouteError
 from services.router.dispatch import Dispatcher
@@ -51,6 +52,7 @@ class RouterService:
                                  failures_to_open=router_cfg.breaker_failures or 5,
                                  cooldown_s=router_cfg.breaker_cooldown_s or 30.0)
         self.aliases = EvalAliases()
+        self.audio = AudioFetcher(allow_private=env_str("SWITCHBOARD_FETCH_PRIVATE_URLS", "0") == "1")
         self._tasks: set[asyncio.Task[None]] = set()
         self._usage: UsagePublisher | None = None
         self._subscriptions: list[Subscription] = []
@@ -64,6 +66,7 @@ class RouterService:
     async def start(self) -> None:
         for adapter in self.providers.values():
             await adapter.start()
+        await self.audio.start()
         self._nc = await connect_nats(nats_url(), "switchboard-router", on_reconnect=self.aliases.mirror.resync)
         js = self._nc.jetstream()
         await ensure_stream(js, streams.USAGE)
@@ -76,7 +79,7 @@ class RouterService:
         await self.cache.start(js)
         await self.aliases.mirror.start(js)
         self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers, self.pricing, self._usage,
-                                      self.health, self.policy, self.cache, self.aliases)
+                                      self.health, self.policy, self.cache, self.aliases, self.audio)
         handlers = {subjects.INFER_CHAT: self._on_inference, subjects.INFER_EMBEDDINGS: self._on_inference,
                     subjects.INFER_MODALITY: self._on_inference, subjects.CATALOG_LIST: self._on_catalog,
                     subjects.CATALOG_GET: self._on_catalog, subjects.HEALTH_PROVIDERS: self._on_health,
@@ -146,3 +149,4 @@ class RouterService:
             await shutdown_nats(self._nc)
         for adapter in self.providers.values():
             await adapter.close()
+        await self.audio.close()

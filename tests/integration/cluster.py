@@ -196,6 +196,7 @@ def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | 
         "SWITCHBOARD_ROUTER_READ_TIMEOUT_S": str(ROUTER_READ_TIMEOUT_S),
         "SWITCHBOARD_REQUEST_TIMEOUT_S": str(EDGE_TIMEOUT_S),
         "SWITCHBOARD_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+        "SWITCHBOARD_FETCH_PRIVATE_URLS": "1",  # audio_url fetches come from the simulator on 127.0.0.1
         "OPENAI_API_KEY": UPSTREAM_KEY,
         "OPENAI_BASE_URL": f"{sim_url}/v1",
         "SIM_API_KEY": UPSTREAM_KEY,

@@ -93,6 +93,37 @@ def test_transcription_and_translation_upload_the_file(gateway: Cluster) -> None
     assert seen["body"]["model"] == "whisper-1"
 
 
+def test_transcription_by_url_fetches_the_audio(gateway: Cluster) -> None:
+    gateway.clear_sim_journal()
+    url = f"{gateway.sim_url}/_sim/audio/meeting.wav?seconds=3"
+    response = call(gateway, "POST", "/audio/transcriptions",
+                    json={"model": "sim/whisper-sim", "audio_url": url, "language": "en"})
+    assert response.status_code == 200, response.text
+    assert response.json()["text"] == "Transcript of meeting.wav (48000 bytes)"
+    assert response.headers["X-Input-Units"] == "3"  # seconds, metered like an upload
+    (seen,) = _entries(gateway, "/v1/audio/transcriptions")
+    assert seen["body"]["model"] == "whisper-sim" and set(seen["body"]["form_fields"]) == {"model", "language",
+                                                                                           "file"}
+    translated = call(gateway, "POST", "/audio/translations",
+                      json={"model": "openai/whisper-1", "audio_url": url, "response_format": "text"})
+    assert translated.text.strip() == "Transcript of meeting.wav (48000 bytes)"
+
+
+@pytest.mark.parametrize(("body", "param", "says"), [
+    ({"model": "sim/whisper-sim", "audio_url": "ftp://example.com/a.wav"}, "audio_url", "Invalid request body"),
+    ({"model": "sim/whisper-sim"}, "audio_url", "missing required field"),
+    ({"model": "sim/whisper-sim", "audio_url": "http://127.0.0.1:9/a.wav"}, "audio_url", "could not be fetched"),
+    ({"model": "sim/whisper-sim", "audio_url": "{sim}/_sim/nothing-here.wav"}, "audio_url", "HTTP 404"),
+])
+def test_transcription_by_url_failures_are_the_clients_400(gateway: Cluster, body: dict[str, Any], param: str,
+                                                           says: str) -> None:
+    body = {**body, "audio_url": body["audio_url"].format(sim=gateway.sim_url)} if "audio_url" in body else body
+    response = call(gateway, "POST", "/audio/transcriptions", json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and says in error["message"], error
+
+
 def test_moderation_flags_and_picks_a_model_when_omitted(gateway: Cluster) -> None:
     client = gateway.client()
     result = client.moderations.create(model="sim/moderation-sim", input=["I will kill the process", "hello"])
@@ -219,7 +250,7 @@ def test_form_validation(gateway: Cluster) -> None:
     assert _error(no_model, 400, "invalid_request_error")["param"] == "model"
     no_image = _form(gateway, "/images/edits", {"model": "sim/image-sim", "prompt": "x"}, {"file": ("a.png", PNG)})
     assert _error(no_image, 400, "invalid_request_error")["param"] == "image"
-    as_json = call(gateway, "POST", "/audio/transcriptions", json={"model": "sim/whisper-sim"})
+    as_json = call(gateway, "POST", "/images/edits", json={"model": "sim/image-sim", "prompt": "x"})
     assert "multipart/form-data" in _error(as_json, 400, "invalid_request_error")["message"]
 
 
@@ -248,3 +279,17 @@ def test_wrong_key_is_401(gateway: Cluster) -> None:
            401, "authentication_error")
     _error(call(gateway, "POST", "/rerank", key=bad, json={"query": "q", "documents": ["d"]}),
            401, "authentication_error")
+
+
+def test_gpt_image_is_billed_in_the_tokens_it_reports(gateway: Cluster) -> None:
+    raw = gateway.client().images.with_raw_response.generate(model="openai/gpt-image-1", prompt="a red square", n=2)
+    assert len(raw.parse().data) == 2
+    # 3 prompt tokens at $5/M + 2 x 1056 image tokens at $40/M = $0.084495, plus 5 %.
+    assert (raw.headers["X-Input-Units"], raw.headers["X-Output-Units"]) == ("3", "2112")
+    assert raw.headers["X-Cost-Cents"] == "8.8720"  # 84,495 micro-dollars + 4,225 markup
+    edit = gateway.client().images.with_raw_response.edit(
+        model="openai/gpt-image-1", image=("in.png", PNG, "image/png"), prompt="make it blue")
+    # "Edited in.png: make it blue" is 5 words, plus 323 tokens for the input image.
+    assert (edit.headers["X-Input-Units"], edit.headers["X-Output-Units"]) == ("328", "1056")
+    stored = generation(gateway, edit.headers["X-Request-Id"])
+    assert stored["usage"]["input_units"] == 328 and stored["cost"]["total_micros"] > 0

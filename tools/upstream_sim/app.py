@@ -27,7 +27,7 @@ from tools.upstream_sim.directives import DirectiveError, parse_directives
 from tools.upstream_sim.gemini_wire import gemini_handler
 from tools.upstream_sim.openai_chat import handle_chat
 from tools.upstream_sim.openai_embeddings import handle_embeddings
-from tools.upstream_sim.openai_media import media_routes
+from tools.upstream_sim.openai_media import BYTES_PER_SECOND, media_routes
 from tools.upstream_sim.settings import SimSettings
 
 WireHandler = Callable[[web.Request, dict[str, Any], Any], Awaitable[web.StreamResponse]]
@@ -144,6 +144,16 @@ def _decode_body(body: bytes) -> Any:
         return None
 
 
+async def sample_audio(request: web.Request) -> web.StreamResponse:
+    """A fetchable "recording" for transcription by URL: ?seconds=N of silence as audio/wav
+    (the transcription endpoints count BYTES_PER_SECOND bytes as one second)."""
+    try:
+        seconds = max(1, min(600, int(request.query.get("seconds", "1"))))
+    except ValueError:
+        return web.Response(status=400, text="seconds must be an integer")
+    return web.Response(body=bytes(seconds * BYTES_PER_SECOND), content_type="audio/wav")
+
+
 async def journal_list(request: web.Request) -> web.StreamResponse:
     entries = [
         {"method": e.method, "path": e.path, "headers": e.headers, "body": _decode_body(e.body)}
@@ -172,5 +182,6 @@ def create_app(settings: SimSettings | None = None) -> web.Application:
     app.router.add_get("/v1/models/{model_id:.+}", get_model)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/_sim/requests", journal_list)
+    app.router.add_get("/_sim/audio/{name}", sample_audio)
     app.router.add_delete("/_sim/requests", journal_clear)
     return app

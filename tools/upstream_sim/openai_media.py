@@ -47,6 +47,8 @@ Recorder = Callable[[web.Request, bytes], dict[str, str]]
 AuthCheck = Callable[[web.Request, Any], "web.Response | None"]
 FormHandler = Callable[[dict[str, Any], Directives], web.StreamResponse]
 
+GPT_IMAGE_OUTPUT_TOKENS = 1056  # OpenAI's count for one 1024x1024 medium-quality image
+GPT_IMAGE_INPUT_TOKENS = 323  # per input image of an edit
 BYTES_PER_SECOND = 16_000  # how much "audio" the transcription usage counts as one second
 _AUDIO_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
                 "wav": "audio/wav", "pcm": "audio/pcm"}
@@ -77,14 +79,23 @@ def _count(payload: dict[str, Any]) -> int:
     return n
 
 
-def _images(payload: dict[str, Any], prompt: str) -> web.Response:
+def _images(payload: dict[str, Any], prompt: str, image_tokens: int = 0) -> web.Response:
     fmt = payload.get("response_format") or "b64_json"
     if fmt not in ("url", "b64_json"):
         raise InvalidRequest("Invalid 'response_format': expected 'url' or 'b64_json'.", "response_format")
     key = hashlib.blake2b(prompt.encode(), digest_size=8).hexdigest()
     image = {"b64_json": PNG_B64} if fmt == "b64_json" else {"url": f"https://upstream-sim.invalid/{key}.png"}
     data = [{**image, "revised_prompt": prompt} for _ in range(_count(payload))]
-    return json_response({"created": int(time.time()), "data": data})
+    body: dict[str, Any] = {"created": int(time.time()), "data": data}
+    if str(payload.get("model", "")).startswith("gpt-image"):
+        # gpt-image-* bill in tokens, and say how many: the prompt's words, plus each input
+        # image, in; GPT_IMAGE_OUTPUT_TOKENS per image generated, out.
+        text_tokens = len(prompt.split())
+        output_tokens = GPT_IMAGE_OUTPUT_TOKENS * len(data)
+        body["usage"] = {"input_tokens": text_tokens + image_tokens, "output_tokens": output_tokens,
+                         "total_tokens": text_tokens + image_tokens + output_tokens,
+                         "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": image_tokens}}
+    return json_response(body)
 
 
 def _prompt(payload: dict[str, Any]) -> str:
@@ -172,7 +183,7 @@ def _image_edit(form: dict[str, Any]) -> web.Response:
     images = [v for k, v in form.items() if k in ("image", "image[]") and isinstance(v, web.FileField)]
     if not images:
         raise InvalidRequest("Missing required parameter: 'image'.", "image", "missing_required_parameter")
-    return _images(form, f"Edited {images[0].filename}: {_prompt(form)}")
+    return _images(form, f"Edited {images[0].filename}: {_prompt(form)}", GPT_IMAGE_INPUT_TOKENS * len(images))
 
 
 async def _form_dispatch(request: web.Request, record: Recorder, auth_error: AuthCheck,

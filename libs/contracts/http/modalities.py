@@ -42,6 +42,18 @@ class SpeechRequest(msgspec.Struct):
     speed: Annotated[float, msgspec.Meta(ge=0.25, le=4.0)] | None = None
 
 
+class AudioUrlRequest(msgspec.Struct):
+    """POST /v1/audio/transcriptions (or translations) as JSON: the contract's `audio_url` form.
+    The router fetches the audio and sends the provider the usual multipart upload."""
+
+    model: Model
+    audio_url: Annotated[str, msgspec.Meta(min_length=1, max_length=4096, pattern="^https?://")]
+    language: str | None = None
+    prompt: str | None = None
+    response_format: Literal["json", "text", "srt", "verbose_json", "vtt"] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+
+
 class ModerationRequest(msgspec.Struct):
     # Text, a list of texts, or a list of multimodal parts ({"type": "text" | "image_url", ...}).
     input: Text | Annotated[list[str | dict[str, Any]], msgspec.Meta(min_length=1)]

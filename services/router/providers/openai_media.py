@@ -6,7 +6,8 @@ multipart form (transcriptions, audio translations, image edits) gets only its
 client's Content-Type (same boundary). Answers pass through too, binary ones
 (speech) with the provider's Content-Type. What the gateway meters:
 
-  images.generations / images.edits   output units = images returned
+  images.generations / images.edits   output units = images returned; for token-billed models
+                                      (gpt-image-*, whose answer has `usage`) input/output tokens
   audio.speech                        input units = characters of `input`
   audio.transcriptions / translations the response's `usage`: tokens, or seconds of
                                       audio for duration-billed models; else 0
@@ -41,8 +42,14 @@ MEDIA_PATHS: Final = {
 }
 
 
+class _ImageUsage(msgspec.Struct):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
 class _Images(msgspec.Struct):
     data: list[msgspec.Raw] = []
+    usage: _ImageUsage | None = None
 
 
 class _Moderation(msgspec.Struct):
@@ -85,7 +92,10 @@ def is_json(content_type: str) -> bool:
 def media_usage(operation: str, request: bytes, answer: bytes, content_type: str) -> Usage:
     """What to meter for a media answer; raises msgspec.DecodeError for a malformed JSON answer."""
     if operation in (OP_IMAGES, OP_IMAGE_EDITS):
-        return Usage(output_units=len(_decode_images(answer).data))
+        images = _decode_images(answer)
+        if images.usage is not None and (images.usage.input_tokens or images.usage.output_tokens):
+            return Usage(input_units=images.usage.input_tokens, output_units=images.usage.output_tokens)
+        return Usage(output_units=len(images.data))
     if operation == OP_MODERATIONS:
         _decode_moderation(answer)  # proves the answer is a well-formed JSON object
         return Usage()
