@@ -98,6 +98,9 @@ def winner(metric: str, results: list[http.ModelResult]) -> str | None:
     eligible = [r for r in results if rate.get(r.model, 0) >= 0.9 * best_rate]
     inf = float("inf")
     if metric == "quality":
+        eligible = [r for r in eligible if r.score is not None]  # e.g. every judgement failed: no verdict
+        if not eligible:
+            return None
         ranked = sorted(eligible, key=lambda r: (-(r.score or 0.0), r.mean_cost_cents, r.p50_latency_ms or inf))
     elif metric == "cost":
         ranked = sorted(eligible, key=lambda r: (r.mean_cost_cents, r.p50_latency_ms or inf))
@@ -157,7 +160,8 @@ class Evals:
         view.winner_model = winner(spec.metric, view.results)
         view.status, view.completed = "completed", int(time.time())
         if view.winner_model is None:
-            view.status, view.error = "failed", "No candidate model answered; see items[].error."
+            view.status = "failed"
+            view.error = "No candidate model could be ranked: none answered, or none was scored; see items[].error."
         else:
             await self._winners.put(view.id, jobs_bus.encode_winner(jobs_bus.EvalWinner(
                 eval_id=view.id, account_id=principal.account_id, subaccount_id=principal.subaccount_id,

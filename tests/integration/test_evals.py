@@ -101,6 +101,15 @@ def test_scorers_regex_json_schema_and_judge(gateway: Cluster) -> None:
     assert judged["status"] == "completed" and judged["results"][0]["score"] == 0.1
 
 
+def test_a_failing_judge_leaves_items_unscored_and_names_no_winner(gateway: Cluster) -> None:
+    done = _finished(gateway, _create(gateway, name="judge down", metric="quality", dataset=[{"input": "hello"}],
+                                      scorer={"type": "judge", "model": "openai/gpt-sim+status=400"},
+                                      candidate_models=["openai/gpt-sim"]).json()["id"])
+    (item,) = done["items"]
+    assert item["status"] == 200 and item["score"] is None and item["error"].startswith("judge failed (400)")
+    assert done["status"] == "failed" and done["winner_model"] is None
+
+
 def test_evals_are_scoped_to_their_tenant(gateway: Cluster) -> None:
     alice = create_sub_account(gateway, name="alice")
     bob = create_sub_account(gateway, name="bob")

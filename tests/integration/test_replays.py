@@ -107,6 +107,14 @@ def test_snapshots_can_be_opted_out(gateway: Cluster) -> None:
     assert kept
 
 
+def test_a_request_too_large_to_snapshot_cannot_be_replayed(gateway: Cluster) -> None:
+    big = [{"role": "user", "content": "word " * 40_000}]  # 200 KB asked, as much echoed: over 384 KiB
+    raw = gateway.client().chat.completions.with_raw_response.create(model="sim/gpt-sim", messages=big)
+    generation(gateway, raw.headers["X-Request-Id"])
+    refused = _replay(gateway, source_request_id=raw.headers["X-Request-Id"], target_model="sim/gpt-sim")
+    assert refused.status_code == 422 and "too large" in refused.json()["error"]["message"]
+
+
 def test_bad_replay_bodies_get_a_400_naming_the_field(gateway: Cluster) -> None:
     for body, param in [({"target_model": "sim/gpt-sim"}, "source_request_id"),
                         ({"source_request_id": "x", "target_model": ""}, "target_model"),

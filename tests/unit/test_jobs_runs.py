@@ -44,6 +44,7 @@ def test_unreliable_models_do_not_win_on_cost_or_speed() -> None:
     results = [_result("flaky", errors=5, cost=0.1, p50=1), _result("solid", cost=9, p50=90)]
     assert winner("cost", results) == "solid" and winner("speed", results) == "solid"
     assert winner("cost", [_result("dead", errors=10, p50=None)]) is None
+    assert winner("quality", [_result("unjudged", score=None)]) is None  # answered, but no score at all
 
 
 def _spec(**fields: object) -> http.EvalCreate:
