@@ -22,3 +22,5 @@ EVENTS: Final = StreamSpec(subjects.STREAM_EVENTS, (f"{subjects.EVENTS_PREFIX}.>
                            duplicate_window_s=600)
 JOBS: Final = StreamSpec(subjects.STREAM_JOBS, (f"{subjects.JOBS_WORK_PREFIX}.>",), max_age_s=7 * 86400,
                          duplicate_window_s=600, work_queue=True)
+WEBHOOKS: Final = StreamSpec(subjects.STREAM_WEBHOOKS, (f"{subjects.WEBHOOKS_DELIVER_PREFIX}.>",),
+                             max_age_s=7 * 86400, duplicate_window_s=600, work_queue=True)

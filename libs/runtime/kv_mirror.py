@@ -23,11 +23,12 @@ T = TypeVar("T")
 _DELETES = ("DEL", "PURGE")
 
 
-async def open_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
+async def open_bucket(js: JetStreamContext, bucket: str, ttl_s: float | None = None) -> KeyValue:
+    """The bucket, created on first use; `ttl_s` makes every entry expire that long after its last write."""
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
-        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1))
+        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, ttl=ttl_s))
 
 
 class KvMirror(Generic[T]):

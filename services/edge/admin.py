@@ -8,9 +8,11 @@ from aiohttp import web
 
 from libs.contracts import errors, subjects
 from libs.contracts.bus import ledger as ledger_bus
+from libs.contracts.bus.inference import Principal
 from libs.contracts.http import accounts as http
 from libs.contracts.keys import SCOPE_ADMIN, SCOPE_READ_USAGE
 from services.edge.errors import REQUEST_ID, GatewayError
+from services.edge.idempotency import idempotent
 from services.edge.relay import reply_response, request_reply
 from services.edge.state import EDGE, EdgeState
 from services.edge.validation import validate
@@ -46,9 +48,13 @@ def _handler(op: str, with_id: bool = False, scope: str = SCOPE_ADMIN) -> Any:
     return handle
 
 
+def _admin(request: web.Request) -> Principal:
+    return request.app[EDGE].keys.check(request.headers, SCOPE_ADMIN).principal
+
+
 def add_routes(app: web.Application) -> None:
     add = app.router
-    add.add_post("/v1/sub-accounts", _handler("subaccount.create"))
+    add.add_post("/v1/sub-accounts", idempotent(_handler("subaccount.create"), _admin))
     add.add_get("/v1/sub-accounts", _handler("subaccount.list"))
     add.add_get("/v1/sub-accounts/{id}", _handler("subaccount.get", with_id=True))
     add.add_patch("/v1/sub-accounts/{id}", _handler("subaccount.update", with_id=True))
@@ -59,7 +65,7 @@ def add_routes(app: web.Application) -> None:
     add.add_get("/v1/management/keys/{id}", _handler("key.get", with_id=True))
     add.add_patch("/v1/management/keys/{id}", _handler("key.update", with_id=True))
     add.add_delete("/v1/management/keys/{id}", _handler("key.delete", with_id=True))
-    add.add_post("/v1/budgets", _handler("budget.create"))
+    add.add_post("/v1/budgets", idempotent(_handler("budget.create"), _admin))
     add.add_get("/v1/budgets", _handler("budget.list", scope=SCOPE_READ_USAGE))
     add.add_delete("/v1/budgets/{id}", _handler("budget.delete", with_id=True))
     add.add_get("/v1/balance", _handler("balance.get", scope=SCOPE_READ_USAGE))

@@ -6,10 +6,25 @@ import time
 import structlog
 from aiohttp import web
 
+from libs.contracts import subjects
+from libs.runtime.blobs import BlobStore
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
-from services.edge import admin, inference, jobs_api, modalities, router_queries, surfaces, usage
+from services.edge import (
+    admin,
+    async_jobs,
+    batches_api,
+    files,
+    inference,
+    jobs_api,
+    modalities,
+    router_queries,
+    surfaces,
+    usage,
+    webhooks_api,
+)
 from services.edge.auth import KeyStore
 from services.edge.errors import MAX_BODY, REQUEST_IDS, RequestIds, error_middleware
+from services.edge.idempotency import IDEMPOTENCY, Idempotency
 from services.edge.ratelimit import RateLimiter
 from services.edge.settings import EdgeSettings
 from services.edge.state import EDGE, EdgeState
@@ -54,11 +69,16 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     await limiter.start()
     if settings.admin_key:
         await keys.ensure_admin(settings.admin_key)
+    blobs = BlobStore(nc.jetstream(), subjects.OBJ_FILES)
+    await blobs.start()
+    idempotency = Idempotency()
+    await idempotency.start(nc.jetstream())
     # A body must fit in one bus message along with its envelope.
     max_body = min(settings.max_body_bytes, nc.max_payload - _BODY_HEADROOM)
     middlewares = [access_log_middleware, error_middleware] if settings.access_log else [error_middleware]
     app = web.Application(client_max_size=max_body, middlewares=middlewares)
-    app[EDGE] = EdgeState(settings, nc, keys, tenancy, limiter)
+    app[EDGE] = EdgeState(settings, nc, keys, tenancy, limiter, blobs, idempotency)
+    app[IDEMPOTENCY] = idempotency
     app[MAX_BODY] = max_body
     app[REQUEST_IDS] = RequestIds()
     app.router.add_post("/v1/chat/completions", inference.chat_completions)
@@ -76,6 +96,10 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     app.router.add_get("/v1/sub-accounts/{id}/usage", usage.sub_account_usage)
     admin.add_routes(app)
     jobs_api.add_routes(app)
+    async_jobs.add_routes(app)
+    files.add_routes(app)
+    batches_api.add_routes(app)
+    webhooks_api.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 

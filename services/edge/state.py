@@ -5,7 +5,9 @@ from dataclasses import dataclass
 from aiohttp import web
 from nats.aio.client import Client
 
+from libs.runtime.blobs import BlobStore
 from services.edge.auth import KeyStore
+from services.edge.idempotency import Idempotency
 from services.edge.ratelimit import RateLimiter
 from services.edge.settings import EdgeSettings
 from services.edge.tenancy import Tenancy
@@ -18,6 +20,8 @@ class EdgeState:
     keys: KeyStore
     tenancy: Tenancy
     limiter: RateLimiter
+    blobs: BlobStore  # files and job results, streamed in and out by the edge itself
+    idempotency: Idempotency
 
 
 EDGE = web.AppKey("edge", EdgeState)

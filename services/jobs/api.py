@@ -1,6 +1,6 @@
 """The jobs service's answers to the edge: create, list and get evals and replays."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
 import structlog
@@ -28,13 +28,15 @@ def _visible(record: evals_http.EvalView | replays_http.ReplayView, request: job
 
 class JobsApi:
     def __init__(self, evals: Evals, eval_records: Records[evals_http.EvalView], replays: Replays,
-                 replay_records: Records[replays_http.ReplayView]) -> None:
+                 replay_records: Records[replays_http.ReplayView],
+                 more_ops: Mapping[str, Callable[[jobs_bus.JobsRequest], Awaitable[Answer]]]) -> None:
         self._eval_records = eval_records
         self._replay_records = replay_records
         self._ops: dict[str, Callable[[jobs_bus.JobsRequest], Awaitable[Answer]]] = {
             jobs_bus.OP_EVAL_CREATE: evals.create, jobs_bus.OP_EVAL_LIST: self._list_evals,
             jobs_bus.OP_EVAL_GET: self._get_eval, jobs_bus.OP_REPLAY_CREATE: replays.create,
             jobs_bus.OP_REPLAY_LIST: self._list_replays, jobs_bus.OP_REPLAY_GET: self._get_replay,
+            **more_ops,
         }
 
     async def answer(self, data: bytes) -> Answer:

@@ -1,15 +1,22 @@
-"""Runs pulled from the JOBS work queue, a few at a time per replica.
+"""Work pulled from the JOBS work queue, a bounded number at a time per replica.
 
-One durable pull consumer is shared by every jobs replica, so each run goes to
-one of them. A run in progress keeps telling JetStream so (in_progress), and
-is acknowledged only when its result is recorded: a replica killed mid-run has
-its message redelivered to another after `ack_wait_s`, which runs it again.
-After MAX_DELIVER attempts the run is given up and recorded as failed.
+One durable pull consumer per kind of work (`runs`, `polls`; subjects.py) is shared
+by every jobs replica, so each message goes to one of them. A handler in progress
+keeps telling JetStream so (in_progress), and its message is acknowledged only when
+the result is recorded: a replica killed mid-run has the message redelivered to
+another after `ack_wait_s`, which runs it again.
+
+A handler may instead return `Later(seconds)`: the message is NAKed with that delay
+and comes back then (a generation polled again), holding no slot meanwhile; such
+returns are not failures. With `max_deliver` set, a message that failed (raised, or
+its replica died) that many times is given up and recorded as failed; a consumer
+whose messages come back on purpose (`max_deliver=None`) counts failures itself.
 """
 
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import msgspec
 import nats.errors
 import structlog
 from nats.aio.msg import Msg
@@ -20,15 +27,28 @@ from libs.contracts import subjects
 
 log = structlog.get_logger()
 MAX_DELIVER = 3
+
+
+class Later(msgspec.Struct, frozen=True):
+    """Come back to this message in `delay_s` seconds (not a failure)."""
+
+    delay_s: float
+
+
 Handler = Callable[[bytes], Awaitable[object]]
 GiveUp = Callable[[bytes, str], Awaitable[None]]
 
 
 class Worker:
     def __init__(self, js: JetStreamContext, handlers: dict[str, Handler], give_up: dict[str, GiveUp],
-                 concurrency: int, ack_wait_s: float) -> None:
+                 concurrency: int, ack_wait_s: float, *, durable: str = subjects.JOBS_CONSUMER,
+                 filter_subject: str = f"{subjects.JOBS_RUNS_PREFIX}.>", max_deliver: int | None = MAX_DELIVER
+                 ) -> None:
         self._js = js
         self._ack_wait_s = ack_wait_s
+        self._durable = durable
+        self._filter = filter_subject
+        self._max_deliver = max_deliver
         self._handlers = handlers
         self._give_up = give_up
         self._slots = asyncio.Semaphore(concurrency)
@@ -50,10 +70,11 @@ class Worker:
         while True:
             try:
                 if subscription is None:
+                    max_deliver = -1 if self._max_deliver is None else self._max_deliver + 1
                     subscription = await self._js.pull_subscribe(
-                        f"{subjects.JOBS_WORK_PREFIX}.>", durable=subjects.JOBS_CONSUMER, stream=subjects.STREAM_JOBS,
+                        self._filter, durable=self._durable, stream=subjects.STREAM_JOBS,
                         config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=self._ack_wait_s,
-                                              max_deliver=MAX_DELIVER + 1))
+                                              max_deliver=max_deliver, max_ack_pending=-1))
                 await self._slots.acquire()
                 try:
                     msgs = await subscription.fetch(1, timeout=1.0)
@@ -82,24 +103,28 @@ class Worker:
                 await msg.term()
                 return
             attempt = msg.metadata.num_delivered
-            if attempt > MAX_DELIVER:
-                await self._abandon(msg, f"gave up after {MAX_DELIVER} attempts (the worker died or failed each time)")
+            limit = self._max_deliver
+            if limit is not None and attempt > limit:
+                await self._abandon(msg, f"gave up after {limit} attempts (the worker died or failed each time)")
                 return
             beat = asyncio.get_running_loop().create_task(self._heartbeat(msg, self._ack_wait_s / 3))
             try:
-                await handler(msg.data)
+                outcome = await handler(msg.data)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.exception("jobs_run_failed", subject=msg.subject, attempt=attempt)
-                if attempt >= MAX_DELIVER:
+                if limit is not None and attempt >= limit:
                     await self._abandon(msg, f"failed: {exc!r}")
                 else:
-                    await msg.nak(delay=1.0 * attempt)
+                    await msg.nak(delay=min(1.0 * attempt, 30.0))
                 return
             finally:
                 beat.cancel()
-            await msg.ack()
+            if isinstance(outcome, Later):
+                await msg.nak(delay=outcome.delay_s)
+            else:
+                await msg.ack()
         finally:
             self._slots.release()
 

@@ -30,9 +30,9 @@ from libs.contracts.keys import (
     hash_key,
     mint_key,
 )
+from libs.runtime.events import EventPublisher
 from libs.runtime.kv_mirror import KvMirror
 from services.ledger.admin_ops import Answer, Ops, fail, not_found, ok
-from services.ledger.events import EventPublisher
 from services.ledger.spend import SpendTracker
 
 _RETRIES = 5

@@ -21,9 +21,9 @@ from libs.contracts.bus.ledger import AdminRequest
 from libs.contracts.bus.usage import UsageEvent
 from libs.contracts.http import accounts as http
 from libs.contracts.money import MICROS_PER_CENT, cents
+from libs.runtime.events import EventPublisher
 from libs.runtime.kv_mirror import KvMirror
 from services.ledger.admin_ops import Answer, Ops, not_found, ok
-from services.ledger.events import EventPublisher
 from services.ledger.spend import month_of
 from services.ledger.stores.base import UsageStore
 

@@ -20,7 +20,7 @@ from nats.js.kv import KeyValue
 from libs.contracts.bus import events
 from libs.contracts.bus.usage import ReportQuery
 from libs.contracts.money import cents
-from services.ledger.events import EventPublisher
+from libs.runtime.events import EventPublisher
 from services.ledger.stores.base import UsageStore
 
 log = structlog.get_logger()

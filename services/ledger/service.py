@@ -16,6 +16,7 @@ from libs.contracts.bus.usage import UsageEvent
 from libs.contracts.errors import ErrorBody
 from libs.contracts.keys import decode_record
 from libs.runtime.env import data_dir, env_float, env_str, nats_url
+from libs.runtime.events import EventPublisher
 from libs.runtime.jetstream import ensure_stream
 from libs.runtime.kv_mirror import KvMirror, open_bucket
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
@@ -24,7 +25,6 @@ from services.ledger.accounts import Accounts
 from services.ledger.admin_ops import dispatch
 from services.ledger.budgets import Budgets
 from services.ledger.daily import DailySummary
-from services.ledger.events import EventPublisher
 from services.ledger.ingest import Ingestor
 from services.ledger.retention import SnapshotRetention, retention_days
 from services.ledger.spend import SpendTracker

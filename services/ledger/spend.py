@@ -16,8 +16,8 @@ from libs.contracts.accounts import encode as encode_account
 from libs.contracts.bus import events
 from libs.contracts.bus.usage import UsageEvent
 from libs.contracts.money import MICROS_PER_CENT, cents
+from libs.runtime.events import EventPublisher
 from libs.runtime.kv_mirror import KvMirror
-from services.ledger.events import EventPublisher
 from services.ledger.stores.base import UsageStore
 
 

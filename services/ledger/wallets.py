@@ -21,9 +21,9 @@ from libs.contracts.bus.ledger import AdminRequest
 from libs.contracts.bus.usage import UsageEvent
 from libs.contracts.http import accounts as http
 from libs.contracts.money import MICROS_PER_CENT
+from libs.runtime.events import EventPublisher
 from libs.runtime.kv_mirror import KvMirror
 from services.ledger.admin_ops import Answer, Ops, fail, ok
-from services.ledger.events import EventPublisher
 from services.ledger.stores.base import UsageStore
 
 DEFAULT_LOW_CENTS = 500
