@@ -11,6 +11,8 @@ import msgspec
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from libs.contracts.files import valid_id
+
 T = TypeVar("T", bound=msgspec.Struct)
 _encode = msgspec.json.Encoder().encode
 
@@ -53,5 +55,6 @@ class Records(Generic[T]):
 
 
 def _valid_id(id_: str) -> bool:
-    # A path id goes into a KV key: anything that could widen it into another subject is refused.
-    return bool(id_) and len(id_) <= 64 and all(c.isalnum() or c in "_-" for c in id_)
+    # A path id goes into a KV key: anything that could widen it into another subject (or that
+    # NATS refuses in a subject, such as non-ASCII) is refused.
+    return valid_id(id_)

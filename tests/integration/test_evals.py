@@ -2,6 +2,7 @@
 candidate, names a winner, and `model: "eval:<id>"` routes to it."""
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import openai
@@ -150,3 +151,11 @@ def test_unknown_eval_ids(gateway: Cluster) -> None:
     assert call(gateway, "GET", "/evals/eval_nope").status_code == 404
     with pytest.raises(openai.NotFoundError):
         gateway.client().chat.completions.create(model="eval:eval_nope", messages=[{"role": "user", "content": "x"}])
+
+
+@pytest.mark.parametrize("odd", ["à", "a.b", "*", ">", "a b", "x" * 300, "eval_%00"])
+@pytest.mark.parametrize("kind", ["evals", "replays"])
+def test_odd_ids_are_a_404_in_the_envelope(gateway: Cluster, kind: str, odd: str) -> None:
+    response = call(gateway, "GET", f"/{kind}/{quote(odd, safe='')}")
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == 404
