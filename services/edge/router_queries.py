@@ -15,7 +15,8 @@ from services.edge.relay import reply_response, request_reply
 from services.edge.state import EDGE, EdgeState
 
 _CATALOG_TIMEOUT_S = 5.0
-_MODALITIES = frozenset({"text", "image", "audio-stt", "audio-tts", "video", "embedding", "rerank", "moderation"})
+_MODALITIES = frozenset({"text", "image", "audio-stt", "audio-tts", "video", "music", "3d", "embedding", "rerank",
+                         "moderation"})
 
 
 async def list_models(request: web.Request) -> web.StreamResponse:

@@ -174,6 +174,10 @@ class Catalog:
             msg = f"Model '{slug}' not found. List available models with GET /v1/models."
         return RouteError(404, errors.MODEL_NOT_FOUND, msg)
 
+    def catalogued(self, slug: str) -> bool:
+        """In the catalog (with a known modality and price), not merely routable by provider prefix."""
+        return slug in self._cards
+
     def card(self, slug: str) -> ModelCard:
         route = self.resolve(slug)
         card = self._cards.get(slug)

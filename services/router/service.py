@@ -16,7 +16,8 @@ from libs.contracts.bus import cache as cache_bus
 from libs.contracts.bus import catalog as catalog_bus
 from libs.contracts.bus.inference import Reply, encode
 from libs.contracts.config import SwitchboardConfig
-from libs.runtime.env import env_float, env_str, nats_url
+from libs.runtime.blobs import BlobStore
+from libs.runtime.env import env_float, env_int, env_str, nats_url
 from libs.runtime.jetstream import ensure_stream
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
 from services.router.audio_fetch import AudioFetcher
@@ -26,9 +27,11 @@ from services.router.dispatch import Dispatcher
 from services.router.eval_aliases import EvalAliases
 from services.router.failures import failure
 from services.router.health import HealthBook
+from services.router.longrun import DEFAULT_MAX_BYTES, LongRunner
 from services.router.pricing import Pricing
-from services.router.providers import build_providers, known_provider_hints
+from services.router.providers import build_longrun, build_providers, known_provider_hints
 from services.router.providers.base import ProviderAdapter
+from services.router.providers.longrun_base import LongRunAdapter
 from services.router.routing import RetryPolicy
 from services.router.usage_publisher import UsagePublisher
 
@@ -43,8 +46,11 @@ class RouterService:
         read = env_float("SWITCHBOARD_ROUTER_READ_TIMEOUT_S", router_cfg.read_timeout_s or 120.0)
         router_cfg = msgspec.structs.replace(router_cfg, connect_timeout_s=connect, read_timeout_s=read)
         self.providers: dict[str, ProviderAdapter] = build_providers(config.providers, router_cfg)
+        # Video, music and 3D: providers (Replicate, fal) may have only this side.
+        self.longrun: dict[str, LongRunAdapter] = build_longrun(config.providers, router_cfg)
         catalog_path = Path(env_str("SWITCHBOARD_CATALOG", str(DEFAULT_CATALOG)))
-        self.catalog = Catalog.load(catalog_path, config.models, set(self.providers), known_provider_hints())
+        self.catalog = Catalog.load(catalog_path, config.models, set(self.providers) | set(self.longrun),
+                                    known_provider_hints())
         self.pricing = Pricing.from_config(config.metering)
         self.policy = RetryPolicy.from_config(router_cfg)
         self.cache = ResponseCache(ttl_s=env_float("SWITCHBOARD_CACHE_TTL_S", 3600.0))
@@ -58,6 +64,7 @@ class RouterService:
         self._subscriptions: list[Subscription] = []
         self._nc: Client | None = None
         self._dispatcher: Dispatcher | None = None
+        self._longrun: LongRunner | None = None
 
     @property
     def ready(self) -> bool:
@@ -66,6 +73,8 @@ class RouterService:
     async def start(self) -> None:
         for adapter in self.providers.values():
             await adapter.start()
+        for longrun in self.longrun.values():
+            await longrun.start()
         await self.audio.start()
         self._nc = await connect_nats(nats_url(), "switchboard-router", on_reconnect=self.aliases.mirror.resync)
         js = self._nc.jetstream()
@@ -80,10 +89,14 @@ class RouterService:
         await self.aliases.mirror.start(js)
         self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers, self.pricing, self._usage,
                                       self.health, self.policy, self.cache, self.aliases, self.audio)
+        blobs = BlobStore(js, subjects.OBJ_FILES)
+        await blobs.start()
+        self._longrun = LongRunner(self.catalog, self.longrun, self.pricing, self._usage, self.health, blobs,
+                                   env_int("SWITCHBOARD_LONGRUN_MAX_BYTES", DEFAULT_MAX_BYTES))
         handlers = {subjects.INFER_CHAT: self._on_inference, subjects.INFER_EMBEDDINGS: self._on_inference,
                     subjects.INFER_MODALITY: self._on_inference, subjects.CATALOG_LIST: self._on_catalog,
                     subjects.CATALOG_GET: self._on_catalog, subjects.HEALTH_PROVIDERS: self._on_health,
-                    subjects.CACHE_PURGE: self._on_purge}
+                    subjects.CACHE_PURGE: self._on_purge, subjects.INFER_LONGRUN: self._on_longrun}
         self._subscriptions = [
             await self._nc.subscribe(subject, queue=subjects.ROUTER_QUEUE, cb=handler, pending_msgs_limit=65536)
             for subject, handler in handlers.items()]
@@ -97,6 +110,13 @@ class RouterService:
         # upstream call not hold up the next message.
         assert self._dispatcher is not None
         task = asyncio.get_running_loop().create_task(self._dispatcher.handle(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_longrun(self, msg: Msg) -> None:
+        # A fetch streams a whole video into the Object Store: a task per message, like inference.
+        assert self._longrun is not None
+        task = asyncio.get_running_loop().create_task(self._longrun.handle(msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -149,4 +169,6 @@ class RouterService:
             await shutdown_nats(self._nc)
         for adapter in self.providers.values():
             await adapter.close()
+        for longrun in self.longrun.values():
+            await longrun.close()
         await self.audio.close()

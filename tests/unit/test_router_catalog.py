@@ -104,7 +104,7 @@ def test_listing_filters_by_provider_and_modality() -> None:
     catalog = _catalog({"openai", "sim"})
     sim = catalog.listing(provider="sim").data
     assert [c.id for c in sim] == ["sim/embed-sim", "sim/gpt-sim", "sim/image-sim", "sim/moderation-sim",
-                                   "sim/tts-sim", "sim/whisper-sim"]
+                                   "sim/tts-sim", "sim/video-sim", "sim/whisper-sim"]
     assert [c.id for c in catalog.listing(provider="sim", modality="image").data] == ["sim/image-sim"]
     embeddings = catalog.listing(modality="embedding").data
     assert {c.id for c in embeddings} == {"openai/text-embedding-3-small", "openai/text-embedding-3-large",

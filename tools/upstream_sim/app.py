@@ -24,10 +24,15 @@ from tools.upstream_sim.common import (
     reset_connection,
 )
 from tools.upstream_sim.directives import DirectiveError, parse_directives
+from tools.upstream_sim.fal_queue import fal_routes
+from tools.upstream_sim.gemini_veo import predict_long_running, veo_routes
 from tools.upstream_sim.gemini_wire import gemini_handler
+from tools.upstream_sim.jobs import JOBS_KEY, JobTable, serve_file
 from tools.upstream_sim.openai_chat import handle_chat
 from tools.upstream_sim.openai_embeddings import handle_embeddings
 from tools.upstream_sim.openai_media import BYTES_PER_SECOND, media_routes
+from tools.upstream_sim.openai_videos import video_routes
+from tools.upstream_sim.replicate_predictions import prediction_routes
 from tools.upstream_sim.settings import SimSettings
 
 WireHandler = Callable[[web.Request, dict[str, Any], Any], Awaitable[web.StreamResponse]]
@@ -172,9 +177,15 @@ def create_app(settings: SimSettings | None = None) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[SETTINGS_KEY] = settings if settings is not None else SimSettings()
     app[JOURNAL_KEY] = deque(maxlen=JOURNAL_SIZE)
+    app[JOBS_KEY] = JobTable()  # long-running generations (video, music, 3D) of every wire
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
-    app.router.add_post("/v1beta/models/{name}", gemini_handler(_record))
+    app.router.add_post("/v1beta/models/{name}",
+                        gemini_handler(_record, {"predictLongRunning": predict_long_running}))
+    for method, path, handler in [*video_routes(_record, _auth_error), *veo_routes(_record),
+                                  *prediction_routes(_record), *fal_routes(_record)]:
+        app.router.add_route(method, path, handler)
+    app.router.add_get("/_sim/files/{job_id}/{filename}", serve_file)
     app.router.add_post("/v1/messages", handle_messages)
     for path, handler in media_routes(_record, _auth_error, _dispatch):
         app.router.add_post(path, handler)

@@ -21,6 +21,13 @@ Directives (model-name key / header):
 - ``truncate=N`` / ``x-sim-truncate``: cut the answer text to its first N pieces, as if a
   max_tokens of N had been asked for (finish reason "length"); lets one model answer worse than
   another (``gpt-sim+truncate=2``). Tool calls are not cut.
+
+Long-running generations (video, music, 3D; see jobs.py) also read, from the model name at submit:
+
+- ``job_s=S`` / ``x-sim-job-s``: the job runs S seconds (default 0: done at the first poll).
+- ``fail`` / ``x-sim-fail``: the job fails at the provider when it ends.
+- ``progress`` / ``x-sim-progress``: status answers report progress (elapsed / job_s) while it runs.
+- ``poll_status=S`` / ``x-sim-poll-status``: every status poll of the job answers HTTP error S.
 """
 
 from __future__ import annotations
@@ -50,6 +57,10 @@ class Directives(msgspec.Struct, kw_only=True):
     reset: bool = False
     plain: bool = False  # ignore response_format: answer prose where JSON was asked for
     truncate: int | None = None  # answer only the first N pieces of the text, as max_tokens=N would
+    job_s: float = 0.0  # long-running jobs: how long the job runs
+    fail: bool = False  # long-running jobs: fail at the provider when it ends
+    progress: bool = False  # long-running jobs: report progress while running
+    poll_status: int | None = None  # long-running jobs: status polls answer this HTTP error
 
 
 # Model-name key -> (header name, struct field).
@@ -65,8 +76,12 @@ _KEYS: dict[str, tuple[str, str]] = {
     "reset": ("x-sim-reset", "reset"),
     "plain": ("x-sim-plain", "plain"),
     "truncate": ("x-sim-truncate", "truncate"),
+    "job_s": ("x-sim-job-s", "job_s"),
+    "fail": ("x-sim-fail", "fail"),
+    "progress": ("x-sim-progress", "progress"),
+    "poll_status": ("x-sim-poll-status", "poll_status"),
 }
-_FLAGS = frozenset({"malformed", "hang", "reset", "plain"})
+_FLAGS = frozenset({"malformed", "hang", "reset", "plain", "fail", "progress"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
@@ -87,13 +102,13 @@ def _convert(key: str, raw: str) -> object:
         if not raw:
             raise DirectiveError("sim directive 'retry_after' needs a value")
         return raw
-    if key == "status":
+    if key in ("status", "poll_status"):
         try:
             status = int(raw)
         except ValueError:
-            raise DirectiveError(f"sim directive 'status' needs an integer, got {raw!r}") from None
+            raise DirectiveError(f"sim directive {key!r} needs an integer, got {raw!r}") from None
         if not 400 <= status <= 599:
-            raise DirectiveError("sim directive 'status' must be an HTTP error status (400-599)")
+            raise DirectiveError(f"sim directive {key!r} must be an HTTP error status (400-599)")
         return status
     if key in ("die_after", "truncate"):
         try:

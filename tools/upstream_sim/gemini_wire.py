@@ -47,6 +47,7 @@ from tools.upstream_sim.settings import SimSettings
 
 Recorder = Callable[[web.Request, bytes], dict[str, str]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Method = Callable[[web.Request, dict[str, Any], str, Directives], Awaitable[web.StreamResponse]]
 
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 MAX_EMBED_REQUESTS = 100
@@ -99,8 +100,10 @@ def _auth_error(request: web.Request, settings: SimSettings) -> web.Response | N
     return None
 
 
-def gemini_handler(record: Recorder) -> Handler:
-    """The handler for ``POST /v1beta/models/{name}``; ``record`` journals the request (app.py's)."""
+def gemini_handler(record: Recorder, extra_methods: dict[str, Method] | None = None) -> Handler:
+    """The handler for ``POST /v1beta/models/{name}``; ``record`` journals the request (app.py's).
+    ``extra_methods`` adds methods served by other modules (Veo's predictLongRunning)."""
+    methods = {**_METHODS, **(extra_methods or {})}
 
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -110,7 +113,7 @@ def gemini_handler(record: Recorder) -> Handler:
         if denied is not None:
             return denied
         model, _, method = request.match_info["name"].rpartition(":")
-        wire = _METHODS.get(method)
+        wire = methods.get(method)
         if not model or wire is None:
             return gemini_error(404, f"Method {method!r} of model {model!r} is not found.")
         try:
@@ -353,7 +356,7 @@ async def _embed(request: web.Request, payload: dict[str, Any], model: str,
     return json_response({"embeddings": [{"values": v} for v in vectors]})
 
 
-_METHODS: dict[str, Callable[[web.Request, dict[str, Any], str, Directives], Awaitable[web.StreamResponse]]] = {
+_METHODS: dict[str, Method] = {
     "generateContent": _generate,
     "streamGenerateContent": _stream,
     "batchEmbedContents": _embed,

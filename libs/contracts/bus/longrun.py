@@ -18,7 +18,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from libs.contracts.bus.inference import DispatchMeta, Principal
+from libs.contracts.bus.inference import DispatchMeta, Failure, Principal
 from libs.contracts.errors import ErrorBody
 
 OP_SUBMIT: Final = "submit"
@@ -29,6 +29,9 @@ MODALITY_VIDEO: Final = "video"
 MODALITY_MUSIC: Final = "music"
 MODALITY_3D: Final = "3d"
 MODALITIES: Final = (MODALITY_VIDEO, MODALITY_MUSIC, MODALITY_3D)
+# The usage event's `operation` for each modality (what reports group by).
+OPERATIONS: Final = {MODALITY_VIDEO: "video.generations", MODALITY_MUSIC: "audio.music",
+                     MODALITY_3D: "3d.generations"}
 State = Literal["queued", "processing", "completed", "failed", "cancelled"]
 
 
@@ -75,3 +78,12 @@ class LongRunStatus(msgspec.Struct, array_like=True, kw_only=True):
 encode = msgspec.msgpack.Encoder().encode
 decode_request = msgspec.msgpack.Decoder(LongRunRequest).decode
 decode_status = msgspec.msgpack.Decoder(LongRunStatus).decode
+_decode_failure = msgspec.msgpack.Decoder(Failure).decode
+
+
+def decode_answer(payload: bytes) -> LongRunStatus | Failure:
+    """The router's answer: a LongRunStatus, or a Failure (tagged "error", like every inference failure)."""
+    try:
+        return decode_status(payload)
+    except msgspec.ValidationError:
+        return _decode_failure(payload)
