@@ -12,6 +12,8 @@ from typing import Final, Literal
 import msgspec
 
 FILE_ID_PREFIX: Final = "file-"
+DEFAULT_RETENTION_S: Final = 7 * 24 * 3600  # SWITCHBOARD_FILE_RETENTION_S overrides it
+MAX_DISPLAY_NAME: Final = 255
 PURPOSES: Final = ("batch", "batch_output", "fine-tune", "assistants", "user_data", "vision", "evals")
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # A job result's file name: what `GET /v1/files/jobs/{job_id}/{filename}` serves.
@@ -27,12 +29,25 @@ def valid_filename(value: str) -> bool:
     return _FILENAME.fullmatch(value) is not None and ".." not in value
 
 
+def display_name(raw: str | None) -> str:
+    """A client's file name made safe to show and to echo in headers: no path, no control
+    characters, bounded. It is never part of a key or object name (the id is)."""
+    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable()).strip()
+    return name[:MAX_DISPLAY_NAME] or "file"
+
+
 def new_file_id() -> str:
     return FILE_ID_PREFIX + secrets.token_hex(12)
 
 
 def file_object_name(account_id: str, file_id: str) -> str:
     return f"files/{account_id}/{file_id}"
+
+
+def file_key(account_id: str, file_id: str) -> str:
+    """The record's key in KV `sb_files`."""
+    return f"{account_id}.{file_id}"
 
 
 def job_object_name(account_id: str, job_id: str, filename: str) -> str:
@@ -69,6 +84,13 @@ class FileObject(msgspec.Struct, kw_only=True):
     status_details: str | None = None
 
 
+def visible_to(record: FileRecord, account_id: str, subaccount_id: str | None) -> bool:
+    """A sub-account key sees only its own files; an account-level key sees all of the account's."""
+    if record.account_id != account_id:
+        return False
+    return subaccount_id is None or record.subaccount_id == subaccount_id
+
+
 def public(record: FileRecord) -> FileObject:
     return FileObject(id=record.id, bytes=record.bytes, created_at=record.created_at, filename=record.filename,
                       purpose=record.purpose, expires_at=record.expires_at)
@@ -76,3 +98,35 @@ def public(record: FileRecord) -> FileObject:
 
 encode_record = msgspec.json.Encoder().encode
 decode_record = msgspec.json.Decoder(FileRecord).decode
+
+
+class FileList(msgspec.Struct, kw_only=True):
+    """`GET /v1/files`: OpenAI's cursor page."""
+
+    object: Literal["list"] = "list"
+    data: list[FileObject]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+class FileDeleted(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True
+
+
+class SignedUrl(msgspec.Struct, kw_only=True):
+    """`GET /v1/files/jobs/{job_id}/{filename}/signed`."""
+
+    url: str
+    expires_at: int
+
+
+class JobOwner(msgspec.Struct):
+    """The one field of a job record (KV `sb_jobs`, http/jobs.py) that decides who may read its results."""
+
+    subaccount_id: str | None = None
+
+
+decode_job_owner = msgspec.json.Decoder(JobOwner).decode
