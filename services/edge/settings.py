@@ -16,6 +16,9 @@ class EdgeSettings(msgspec.Struct, frozen=True):
     admin_key: str | None
     access_log: bool
     snapshots: bool  # keep request snapshots for replays (sub-accounts and requests may still opt out)
+    max_file_bytes: int = 512 * 1024 * 1024  # one uploaded file (POST /v1/files), streamed, never in memory
+    public_url: str | None = None  # base of signed URLs; else the request's scheme and host
+    url_signing_key: str | None = None  # else a random key kept in KV sb_gateway_secrets
 
     @classmethod
     def load(cls, cfg: EdgeConfig) -> "EdgeSettings":
@@ -30,4 +33,7 @@ class EdgeSettings(msgspec.Struct, frozen=True):
             admin_key=env_str("SWITCHBOARD_ADMIN_KEY", "") or None,
             access_log=env_str("SWITCHBOARD_ACCESS_LOG", "0") in ("1", "true", "yes"),
             snapshots=env_str("SWITCHBOARD_SNAPSHOTS", "1") not in ("0", "false", "no", "off"),
+            max_file_bytes=env_int("SWITCHBOARD_MAX_FILE_BYTES", 512 * 1024 * 1024),
+            public_url=env_str("SWITCHBOARD_PUBLIC_URL", "").rstrip("/") or None,
+            url_signing_key=env_str("SWITCHBOARD_URL_SIGNING_KEY", "") or None,
         )
