@@ -12,6 +12,7 @@ once, not once per item.
 """
 
 import math
+import os
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from typing import Any, Final
 import jsonschema
 import msgspec
 import referencing.exceptions
+import regex
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 from referencing import Registry
@@ -63,6 +65,8 @@ _SCALE = re.compile(r"(?<![\d.])\d+\s*(?:-|\u2013|to)\s*\d+(?![\d.])", re.IGNORE
 # What decoding untrusted JSON can raise: a DecodeError, a ValidationError (a number out of
 # range), or RecursionError for nesting deeper than msgspec's limit.
 _NOT_JSON = (msgspec.MsgspecError, RecursionError)
+# How long a user-supplied regex may search one answer (SWITCHBOARD_REGEX_TIMEOUT_S).
+REGEX_TIMEOUT_S: Final = float(os.environ.get("SWITCHBOARD_REGEX_TIMEOUT_S", "0.25"))
 # Values of these keywords are data, not schema: a "$ref" key inside them is not a reference.
 _DATA_KEYWORDS: Final = frozenset({"const", "default", "enum", "examples"})
 
@@ -96,8 +100,17 @@ def score_contains(expected: str, output: str, *, case_sensitive: bool = False) 
     return 1.0 if found else 0.0
 
 
-def score_regex(pattern: re.Pattern[str], output: str) -> float:
-    return 1.0 if pattern.search(output) is not None else 0.0
+class ScoreTimeout(ValueError):
+    """A user-supplied pattern took longer than REGEX_TIMEOUT_S on one answer: the item is failed
+    (with this reason) instead of the replica's event loop being held by a catastrophic backtrack."""
+
+
+def score_regex(pattern: regex.Pattern[str], output: str, timeout_s: float = REGEX_TIMEOUT_S) -> float:
+    try:
+        return 1.0 if pattern.search(output, timeout=timeout_s) is not None else 0.0
+    except TimeoutError:
+        raise ScoreTimeout(f"the regex scorer gave up on this answer after {timeout_s:g}s "
+                           "(the pattern backtracks too much; simplify it)") from None
 
 
 def json_of(output: str) -> Any:
@@ -124,12 +137,13 @@ def score_json_schema(validator: Validator, output: str) -> float:
 # --- configuration ------------------------------------------------------------------------------
 
 
-def _compile_pattern(scorer: Scorer) -> re.Pattern[str]:
+def _compile_pattern(scorer: Scorer) -> regex.Pattern[str]:
     if not scorer.pattern:
         raise ScorerError("The regex scorer needs a `pattern`.", "scorer.pattern")
     try:
-        return re.compile(scorer.pattern, 0 if scorer.case_sensitive else re.IGNORECASE)
-    except re.error as exc:
+        # The `regex` package, not `re`: same syntax (V0), but a search can be given a timeout.
+        return regex.compile(scorer.pattern, regex.V0 | (0 if scorer.case_sensitive else regex.IGNORECASE))
+    except regex.error as exc:
         raise ScorerError(f"scorer.pattern is not a valid regular expression: {exc}.", "scorer.pattern") from None
 
 
@@ -209,8 +223,8 @@ class CompiledScorer:
         return self.scorer.type
 
     def score(self, item: EvalItem, output: str) -> float:
-        """`output`'s score for `item`, in [0, 1]; never raises for any output. An item without
-        `expected` (which validate_scorer refuses for exact/contains) scores 0."""
+        """`output`'s score for `item`, in [0, 1]. An item without `expected` (which validate_scorer
+        refuses for exact/contains) scores 0. Raises only ScoreTimeout, for a regex that ran too long."""
         if self._pattern is not None:
             return score_regex(self._pattern, output)
         if self._validator is not None:

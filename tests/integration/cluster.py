@@ -31,7 +31,7 @@ EDGE_TIMEOUT_S = 4.0
 MAX_BODY_BYTES = 1024 * 1024
 PROVIDER_KEY_VARS = ("OPENAI_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY", "MISTRAL_API_KEY",
                      "DEEPSEEK_API_KEY", "XAI_API_KEY", "FIREWORKS_API_KEY", "SIM_API_KEY", "ANTHROPIC_API_KEY",
-                     "GEMINI_API_KEY")
+                     "GEMINI_API_KEY", "REPLICATE_API_TOKEN", "FAL_KEY")
 
 
 class NatsHandle:
@@ -80,6 +80,7 @@ class Cluster:
     routers: list[ManagedProcess] = field(default_factory=list)
     ledgers: list[ManagedProcess] = field(default_factory=list)
     jobs: list[ManagedProcess] = field(default_factory=list)
+    webhooks: list[ManagedProcess] = field(default_factory=list)
     others: list[ManagedProcess] = field(default_factory=list)
 
     @property
@@ -125,6 +126,14 @@ class Cluster:
         self.jobs.append(proc)
         return proc
 
+    def start_webhooks(self) -> ManagedProcess:
+        port = free_port()
+        env = {**self.env, "SWITCHBOARD_WEBHOOKS_HEALTH_PORT": str(port)}
+        proc = start_module(f"webhooks-{len(self.webhooks)}", "services.webhooks", env, self.log_dir)
+        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 30, proc.popen)
+        self.webhooks.append(proc)
+        return proc
+
     def start_edge(self) -> ManagedProcess:
         port = free_port()
         env = {**self.env, "SWITCHBOARD_HTTP_PORT": str(port)}
@@ -145,7 +154,7 @@ class Cluster:
             wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout_s)
 
     def stop(self) -> None:
-        for proc in [*self.edges, *self.jobs, *self.routers, *self.ledgers, *self.others]:
+        for proc in [*self.edges, *self.jobs, *self.webhooks, *self.routers, *self.ledgers, *self.others]:
             proc.stop(timeout_s=5)
         self.nats.stop()
 
@@ -197,6 +206,11 @@ def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | 
         "SWITCHBOARD_REQUEST_TIMEOUT_S": str(EDGE_TIMEOUT_S),
         "SWITCHBOARD_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
         "SWITCHBOARD_FETCH_PRIVATE_URLS": "1",  # audio_url fetches come from the simulator on 127.0.0.1
+        "SWITCHBOARD_JOB_POLL_S": "0.2",  # generations are polled every 0.2 s, growing to 2 s
+        # Webhook receivers in tests listen on 127.0.0.1; six attempts in about a second and a half.
+        "SWITCHBOARD_WEBHOOK_ALLOW_HOSTS": "127.0.0.1,localhost",
+        "SWITCHBOARD_WEBHOOK_RETRY_SCHEDULE": "0,0.3,0.3,0.3,0.3,0.3",
+        "SWITCHBOARD_WEBHOOK_TIMEOUT_S": "3",
         "OPENAI_API_KEY": UPSTREAM_KEY,
         "OPENAI_BASE_URL": f"{sim_url}/v1",
         "SIM_API_KEY": UPSTREAM_KEY,
@@ -206,6 +220,10 @@ def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | 
         "ANTHROPIC_BASE_URL": sim_url,
         "GEMINI_API_KEY": UPSTREAM_KEY,
         "GEMINI_BASE_URL": sim_url,
+        "REPLICATE_API_TOKEN": UPSTREAM_KEY,
+        "REPLICATE_BASE_URL": sim_url,
+        "FAL_KEY": UPSTREAM_KEY,
+        "FAL_BASE_URL": f"{sim_url}/fal",
         **(extra_env or {}),
     }
     cluster = Cluster(root, env, nats, sim_url, admin_key, others=[sim])
@@ -214,6 +232,7 @@ def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | 
         for _ in range(routers):
             cluster.start_router()
         cluster.start_jobs()
+        cluster.start_webhooks()
         for _ in range(edges):
             cluster.start_edge()
     except Exception:

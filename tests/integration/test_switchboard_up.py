@@ -61,7 +61,8 @@ def test_up_serves_stops_cleanly_and_reuses_data() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="switchboard-up-"))
     ports = {"SWITCHBOARD_HTTP_PORT": free_port(), "SWITCHBOARD_NATS_PORT": free_port(),
              "SWITCHBOARD_ROUTER_HEALTH_PORT": free_port(), "SWITCHBOARD_SIMULATOR_PORT": free_port(),
-             "SWITCHBOARD_LEDGER_HEALTH_PORT": free_port(), "SWITCHBOARD_JOBS_HEALTH_PORT": free_port()}
+             "SWITCHBOARD_LEDGER_HEALTH_PORT": free_port(), "SWITCHBOARD_JOBS_HEALTH_PORT": free_port(),
+             "SWITCHBOARD_WEBHOOKS_HEALTH_PORT": free_port()}
     proc, url, key = _up(data_dir, ports)
     try:
         assert url == f"http://127.0.0.1:{ports['SWITCHBOARD_HTTP_PORT']}/v1"
@@ -69,7 +70,7 @@ def test_up_serves_stops_cleanly_and_reuses_data() -> None:
         answer = client.chat.completions.create(model="sim/gpt-sim", messages=[{"role": "user", "content": "hey"}])
         assert answer.choices[0].message.content == "Echo: hey"
         children = _children_of(proc.pid)
-        assert len(children) == 6  # nats-server, simulator, ledger, router, jobs, edge
+        assert len(children) == 7  # nats-server, simulator, ledger, router, jobs, webhooks, edge
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         stopping = time.monotonic()

@@ -9,6 +9,7 @@ from libs.contracts.http.evals import EvalItem, Scorer
 from services.jobs.scorers import (
     DEFAULT_CRITERIA,
     ScorerError,
+    ScoreTimeout,
     compile_scorer,
     json_of,
     judge_request,
@@ -323,3 +324,10 @@ def test_parse_judgement(text: str, want: float) -> None:
 )
 def test_parse_judgement_unusable(text: str) -> None:
     assert parse_judgement(text) is None
+
+
+def test_a_backtracking_regex_gives_up_instead_of_stalling_the_replica() -> None:
+    compiled = compile_scorer(Scorer(type="regex", pattern=r"(x+x+)+y"))
+    with pytest.raises(ScoreTimeout, match="regex scorer gave up"):
+        compiled.score(item(), "x" * 5000)
+    assert compiled.score(item(), "xxy") == 1.0  # the same pattern still scores normal answers

@@ -14,6 +14,7 @@ SERVICES: tuple[tuple[str, str, str, int, str], ...] = (
     ("ledger", "services.ledger", "SWITCHBOARD_LEDGER_HEALTH_PORT", 8093, "/readyz"),
     ("router", "services.router", "SWITCHBOARD_ROUTER_HEALTH_PORT", 8091, "/readyz"),
     ("jobs", "services.jobs", "SWITCHBOARD_JOBS_HEALTH_PORT", 8094, "/readyz"),
+    ("webhooks", "services.webhooks", "SWITCHBOARD_WEBHOOKS_HEALTH_PORT", 8095, "/readyz"),
     ("edge", "services.edge", "SWITCHBOARD_HTTP_PORT", 8080, "/readyz"),
 )
 SIMULATOR_PORT = 9100

@@ -1,0 +1,96 @@
+"""KV records with optimistic concurrency: `<account>.<id>` keys, read-modify-write
+by revision, and an account's records listed by a server-side filtered watch."""
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import msgspec
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+T = TypeVar("T", bound=msgspec.Struct)
+_encode = msgspec.json.Encoder().encode
+_CAS_TRIES = 10
+
+
+def valid_id(id_: str) -> bool:
+    # A client's id goes into a KV key: anything that could widen it into another subject is refused.
+    return bool(id_) and len(id_) <= 64 and all(c.isascii() and (c.isalnum() or c in "_-") for c in id_)
+
+
+class Records(Generic[T]):
+    def __init__(self, kv: KeyValue, decode: Callable[[bytes], T]) -> None:
+        self.kv = kv
+        self._decode = decode
+
+    @staticmethod
+    def key(account_id: str, id_: str) -> str:
+        return f"{account_id}.{id_}"
+
+    async def create(self, account_id: str, id_: str, record: T) -> bool:
+        """Store `record` unless one exists; whether it was stored."""
+        try:
+            await self.kv.create(self.key(account_id, id_), _encode(record))
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def put(self, account_id: str, id_: str, record: T) -> None:
+        await self.kv.put(self.key(account_id, id_), _encode(record))
+
+    async def get(self, account_id: str, id_: str) -> T | None:
+        found = await self.read(account_id, id_)
+        return None if found is None else found[0]
+
+    async def read(self, account_id: str, id_: str) -> tuple[T, int] | None:
+        """The record and its revision."""
+        if not valid_id(id_):
+            return None
+        try:
+            entry = await self.kv.get(self.key(account_id, id_))
+        except KeyNotFoundError:
+            return None
+        if not entry.value or entry.revision is None:
+            return None
+        return self._decode(entry.value), entry.revision
+
+    async def change(self, account_id: str, id_: str, edit: Callable[[T], T | None]) -> T | None:
+        """Apply `edit` to the stored record under its revision, retrying on a concurrent write.
+        `edit` returning None leaves the record as it is. The stored (new) record, or None if absent."""
+        found = await self.change_at(account_id, id_, edit)
+        return None if found is None else found[0]
+
+    async def change_at(self, account_id: str, id_: str, edit: Callable[[T], T | None],
+                        known: tuple[T, int] | None = None) -> tuple[T, int] | None:
+        """`change`, returning the new revision too; `known` (a record and revision just read or
+        written) saves the first read, and is re-read only if it turns out stale."""
+        for _ in range(_CAS_TRIES):
+            found, known = known or await self.read(account_id, id_), None
+            if found is None:
+                return None
+            record, revision = found
+            changed = edit(record)
+            if changed is None:
+                return found
+            try:
+                revision = await self.kv.update(self.key(account_id, id_), _encode(changed), last=revision)
+            except KeyWrongLastSequenceError:
+                continue
+            return changed, revision
+        raise RuntimeError(f"record {account_id}.{id_} kept changing under us")
+
+    async def delete(self, account_id: str, id_: str) -> None:
+        await self.kv.delete(self.key(account_id, id_))
+
+    async def list(self, account_id: str) -> list[T]:
+        watcher = await self.kv.watch(f"{account_id}.*", ignore_deletes=True)
+        records: list[T] = []
+        try:
+            async for entry in watcher:
+                if entry is None:  # the end of what is stored now
+                    break
+                if entry.value:
+                    records.append(self._decode(entry.value))
+        finally:
+            await watcher.stop()
+        return records
