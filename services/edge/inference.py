@@ -13,6 +13,7 @@ from libs.contracts.bus.inference import OP_CHAT, OP_EMBEDDINGS, DispatchMeta, I
 from libs.contracts.bus.snapshots import SNAPSHOT_HEADER
 from libs.contracts.http.chat import AUTO_MODEL, ChatCompletionRequest
 from libs.contracts.http.embeddings import EmbeddingsRequest
+from services.edge import job_calls
 from services.edge.errors import REQUEST_ID, GatewayError
 from services.edge.relay import relay_stream, reply_response, request_reply
 from services.edge.state import EDGE, EdgeState
@@ -58,9 +59,8 @@ async def admit(request: web.Request) -> _Admitted:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     state, principal, sub, body = await admit(request)
     parsed: ChatCompletionRequest = validate(_decode_chat, body)
-    if parsed.webhook_url is not None:
-        raise GatewayError(400, errors.INVALID_REQUEST,
-                           "webhook_url (async delivery) is not enabled on this gateway yet.", param="webhook_url")
+    if parsed.webhook_url is not None:  # async: a job whose result is the completion (202)
+        return await job_calls.chat_job(request, principal, tag_of(request, sub), body, parsed)
     stream = bool(parsed.stream)
     message = InferenceRequest(
         request_id=request[REQUEST_ID], operation=OP_CHAT, model=parsed.model, body=body,
