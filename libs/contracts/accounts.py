@@ -7,6 +7,8 @@ revision for optimistic concurrency.
 
 import msgspec
 
+from libs.contracts.money import cents
+
 
 class SubAccountRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str
@@ -58,6 +60,26 @@ class WalletRecord(msgspec.Struct, kw_only=True):
     exhausted: bool = False
     low_notified: bool = False
     exhausted_notified: bool = False
+
+
+def spend_refusal(subaccount_id: str | None, wallet: WalletRecord | None, status: SpendStatus | None, month: str,
+                  *, unseen_spend_micros: int = 0, unseen_wallet_micros: int = 0) -> str | None:
+    """Why a caller may not start paid work now (None: it may). The one rule for the edge (each
+    request) and the jobs service (each batch line, each eval run). `month` is the current UTC
+    'YYYY-MM'; the `unseen_*` amounts are spend the caller knows of that the ledger's figures
+    do not include yet (a batch's own recent lines), so long async work stops at the cap."""
+    if wallet is not None and (wallet.exhausted or (
+            unseen_wallet_micros > 0 and wallet.balance_micros - unseen_wallet_micros <= 0)):
+        return "The account's prepaid balance is exhausted. Top it up with POST /v1/balance/top-up."
+    if subaccount_id is None or status is None or status.month != month:
+        return None
+    spent = status.spent_micros + max(unseen_spend_micros, 0)
+    if status.exceeded or (status.cap_micros > 0 and spent >= status.cap_micros):
+        return (f"Sub-account {subaccount_id} reached its monthly spend cap of "
+                f"${cents(status.cap_micros) / 100:.2f} (spent ${cents(spent) / 100:.4f}). "
+                f"Raise spend_cap_cents with PATCH /v1/sub-accounts/{subaccount_id}, "
+                "or wait for the month rollover.")
+    return None
 
 
 encode = msgspec.json.Encoder().encode

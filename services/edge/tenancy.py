@@ -13,7 +13,6 @@ from nats.js import JetStreamContext
 from libs.contracts import accounts, errors, subjects
 from libs.contracts.accounts import SpendStatus, SubAccountRecord, WalletRecord
 from libs.contracts.bus.inference import Principal
-from libs.contracts.money import cents
 from libs.runtime.kv_mirror import KvMirror
 from services.edge.errors import GatewayError
 from services.edge.ratelimit import RateLimiter
@@ -59,22 +58,13 @@ class Tenancy:
     def admit(self, principal: Principal) -> SubAccountRecord | None:
         """The caller's sub-account (None for the root account); 402 if it is at its cap or the
         account's prepaid balance is exhausted."""
-        wallet = self.wallets.entries.get(principal.account_id)
-        if wallet is not None and wallet.exhausted:
-            raise GatewayError(402, errors.BUDGET_EXCEEDED,
-                               "The account's prepaid balance is exhausted. Top it up with POST /v1/balance/top-up.")
+        refusal = accounts.spend_refusal(principal.subaccount_id, self.wallets.entries.get(principal.account_id),
+                                         self.spend.entries.get(principal.subaccount_id or ""), self._month.now())
+        if refusal is not None:
+            raise GatewayError(402, errors.BUDGET_EXCEEDED, refusal)
         if principal.subaccount_id is None:
             return None
-        sub = self.subaccounts.entries.get(principal.subaccount_id)
-        status = self.spend.entries.get(principal.subaccount_id)
-        if status is not None and status.exceeded and status.month == self._month.now():
-            raise GatewayError(
-                402, errors.BUDGET_EXCEEDED,
-                f"Sub-account {principal.subaccount_id} reached its monthly spend cap of "
-                f"${cents(status.cap_micros) / 100:.2f} (spent ${cents(status.spent_micros) / 100:.4f}). "
-                f"Raise spend_cap_cents with PATCH /v1/sub-accounts/{principal.subaccount_id}, "
-                "or wait for the month rollover.")
-        return sub
+        return self.subaccounts.entries.get(principal.subaccount_id)
 
     def limit(self, limiter: RateLimiter, sub: SubAccountRecord | None) -> None:
         """The sub-account's RPM/TPM, counted across every edge replica; 429 when over."""

@@ -21,12 +21,16 @@ from libs.contracts.bus.inference import Failure, Principal, Reply
 from libs.contracts.errors import ErrorBody
 from libs.contracts.http import evals as http
 from libs.contracts.money import cents
+from libs.runtime.files import FileStore
+from services.jobs.caps import Budget, Caps
 from services.jobs.inference import Outcome, RouterClient, chat_body
+from services.jobs.jsonl import numbered
 from services.jobs.outputs import answer_of
 from services.jobs.records import Records
 from services.jobs.scorers import (
     CompiledScorer,
     ScorerError,
+    ScoreTimeout,
     compile_scorer,
     judge_request,
     parse_judgement,
@@ -111,15 +115,45 @@ def winner(metric: str, results: list[http.ModelResult]) -> str | None:
 
 class Evals:
     def __init__(self, nc: Client, records: Records[http.EvalView], winners: KeyValue, router: RouterClient,
-                 concurrency: int) -> None:
+                 concurrency: int, *, caps: Caps, files: FileStore) -> None:
         self._nc = nc
         self._records = records
         self._winners = winners
         self._router = router
         self._concurrency = concurrency
+        self._caps = caps
+        self._files = files
+
+    async def _with_dataset(self, spec: http.EvalCreate, principal: Principal) -> http.EvalCreate | Failure:
+        """The spec with its dataset in it: inline, or read from the caller's dataset_file_id."""
+        if spec.dataset_file_id is None:
+            return spec if spec.dataset else _bad("dataset is empty; send items or a dataset_file_id.", "dataset")
+        if spec.dataset:
+            return _bad("Send either dataset or dataset_file_id, not both.", "dataset_file_id")
+        missing = Failure(ErrorBody(f"No file with id '{spec.dataset_file_id}' for this key.",
+                                    errors.INVALID_REQUEST, 404, "dataset_file_id"))
+        record = await self._files.find(principal, spec.dataset_file_id)
+        if record is None:
+            return missing
+        items: list[http.EvalItem] = []
+        try:
+            async for line_no, raw in numbered(await self._files.chunks(record)):
+                if len(items) >= http.MAX_ITEMS:
+                    return _bad(f"dataset_file_id holds more than {http.MAX_ITEMS} items.", "dataset_file_id")
+                try:
+                    items.append(http.decode_item(raw))
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    return _bad(f"dataset_file_id line {line_no} is not an eval item: {exc}", "dataset_file_id")
+        except LookupError:
+            return missing
+        if not items:
+            return _bad("dataset_file_id holds no items.", "dataset_file_id")
+        return msgspec.structs.replace(spec, dataset=items)
 
     async def create(self, request: jobs_bus.JobsRequest) -> Reply | Failure:
-        spec = _decode_create(request.body)
+        spec = await self._with_dataset(_decode_create(request.body), request.principal)
+        if isinstance(spec, Failure):
+            return spec
         problem = check(spec)
         if problem is not None:
             return problem
@@ -143,15 +177,26 @@ class Evals:
             return view  # a redelivered message after the run was recorded
         view.status, view.started = "running", int(time.time())
         await self._records.put(principal.account_id, view.id, view)
-        spec = _decode_create(work.spec)
+        spec = await self._with_dataset(_decode_create(work.spec), principal)
+        if isinstance(spec, Failure):  # the dataset file went away after the eval was created
+            view.status, view.error, view.completed = "failed", spec.error.message, int(time.time())
+            await self._records.put(principal.account_id, view.id, view)
+            return view
         scorer = compile_scorer(spec.scorer or http.Scorer()) if spec.metric == "quality" else None
         tag = work.tag or f"eval:{view.id}"
         gate = asyncio.Semaphore(self._concurrency)
+        budget = self._caps.budget(principal)
 
         async def one(model: str, index: int, item: http.EvalItem) -> http.ItemResult:
             async with gate:
+                # A long eval stops at the caller's spend cap: the items after it are refused, unbilled.
+                refusal = budget.refusal()
+                if refusal is not None:
+                    return http.ItemResult(index=index, model=model, status=402, error=refusal,
+                                           score=0.0 if scorer is not None else None)
                 outcome = await self._router.chat(principal, model, chat_body(item_body(spec, item), model), tag)
-                return await self._result(model, index, item, outcome, scorer, principal, tag)
+                budget.spent(outcome.cost_micros)
+                return await self._result(model, index, item, outcome, scorer, principal, tag, budget)
 
         runs = [one(model, index, item) for model in spec.candidate_models for index, item in enumerate(spec.dataset)]
         view.items = list(await asyncio.gather(*runs))
@@ -178,7 +223,8 @@ class Evals:
             await self._records.put(work.principal.account_id, view.id, view)
 
     async def _result(self, model: str, index: int, item: http.EvalItem, outcome: Outcome,
-                      scorer: CompiledScorer | None, principal: Principal, tag: str) -> http.ItemResult:
+                      scorer: CompiledScorer | None, principal: Principal, tag: str, budget: Budget
+                      ) -> http.ItemResult:
         result = http.ItemResult(index=index, model=model, status=outcome.status, cost_micros=outcome.cost_micros,
                                  latency_ms=round(outcome.latency_ms, 3), error=outcome.error)
         if outcome.status != 200:
@@ -189,11 +235,15 @@ class Evals:
         if scorer is None:
             return result
         if scorer.scorer.type != "judge":
-            result.score = scorer.score(item, text)
+            try:
+                result.score = scorer.score(item, text)
+            except ScoreTimeout as exc:  # the pattern, not the model, failed: scored as a failure, with why
+                result.score, result.error = 0.0, str(exc)
             return result
         judge_model = scorer.scorer.model or ""
         judged = await self._router.chat(principal, judge_model,
                                          chat_body(judge_request(scorer.scorer, item, text), judge_model), tag)
+        budget.spent(judged.cost_micros)
         if judged.status == 200:
             result.score = parse_judgement(answer_of(judged.body, streamed=False).text)
         else:

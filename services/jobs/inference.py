@@ -1,5 +1,6 @@
-"""The jobs service as a client of the router: one chat request over NATS, the
-same message the edge sends, answered the same way (Reply or Failure)."""
+"""The jobs service as a client of the router: one inference request over NATS (any
+operation: chat, embeddings, responses, messages, ...), the same message the edge
+sends, answered the same way (Reply or Failure)."""
 
 import secrets
 import time
@@ -8,9 +9,12 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client
 
-from libs.contracts import subjects
+from libs.contracts import errors, subjects
 from libs.contracts.bus.inference import (
     OP_CHAT,
+    OP_EMBEDDINGS,
+    OP_MESSAGES,
+    OP_RESPONSES,
     DispatchMeta,
     Failure,
     InferenceRequest,
@@ -28,6 +32,7 @@ class Outcome(msgspec.Struct, kw_only=True):
     meta: DispatchMeta | None = None
     latency_ms: float = 0.0
     error: str | None = None
+    error_type: str | None = None  # the error envelope's `type` (errors.py), when it failed
 
     @property
     def cost_micros(self) -> int:
@@ -45,31 +50,47 @@ def chat_body(body: bytes, model: str) -> bytes:
     return msgspec.json.encode(payload)
 
 
+def subject_of(operation: str) -> str:
+    """The subject the edge publishes this operation on (services/edge inference and surfaces)."""
+    if operation in (OP_CHAT, OP_MESSAGES, OP_RESPONSES):
+        return subjects.INFER_CHAT
+    if operation == OP_EMBEDDINGS:
+        return subjects.INFER_EMBEDDINGS
+    return subjects.INFER_MODALITY
+
+
 class RouterClient:
     def __init__(self, nc: Client, timeout_s: float) -> None:
         self._nc = nc
         self._timeout_s = timeout_s
 
     async def chat(self, principal: Principal, model: str, body: bytes, tag: str | None,
-                   traceparent: str | None = None) -> Outcome:
-        request_id = f"req_{secrets.token_hex(12)}"
-        message = InferenceRequest(request_id=request_id, operation=OP_CHAT, model=model, body=body,
-                                   principal=principal, tag=tag, traceparent=traceparent, cache="skip")
+                   traceparent: str | None = None, request_id: str | None = None) -> Outcome:
+        return await self.call(principal, OP_CHAT, model, body, tag, traceparent=traceparent, request_id=request_id)
+
+    async def call(self, principal: Principal, operation: str, model: str, body: bytes, tag: str | None, *,
+                   traceparent: str | None = None, request_id: str | None = None, batch: bool = False) -> Outcome:
+        """One non-stream request; `request_id` fixed by the caller makes a retried request bill once."""
+        request_id = request_id or f"req_{secrets.token_hex(12)}"
+        message = InferenceRequest(request_id=request_id, operation=operation, model=model, body=body,
+                                   principal=principal, tag=tag, traceparent=traceparent, cache="skip", batch=batch)
         started = time.perf_counter()
         try:
-            msg = await self._nc.request(subjects.INFER_CHAT, encode(message), timeout=self._timeout_s)
+            msg = await self._nc.request(subject_of(operation), encode(message), timeout=self._timeout_s)
         except nats.errors.NoRespondersError:
-            return Outcome(request_id=request_id, status=503, error="No router is serving requests.")
+            return Outcome(request_id=request_id, status=503, error="No router is serving requests.",
+                           error_type=errors.UNAVAILABLE)
         except nats.errors.TimeoutError:
             return Outcome(request_id=request_id, status=504,
-                           error=f"The model did not answer within {self._timeout_s:g}s.")
+                           error=f"The model did not answer within {self._timeout_s:g}s.", error_type=errors.TIMEOUT)
         latency_ms = (time.perf_counter() - started) * 1000
         reply = decode_reply(msg.data)
         if isinstance(reply, Failure):
             return Outcome(request_id=request_id, status=reply.error.code, meta=reply.meta, latency_ms=latency_ms,
-                           error=reply.error.message)
+                           error=reply.error.message, error_type=reply.error.type)
         if not isinstance(reply, Reply):
-            return Outcome(request_id=request_id, status=502, error="The router answered out of protocol.")
+            return Outcome(request_id=request_id, status=502, error="The router answered out of protocol.",
+                           error_type=errors.PROVIDER_ERROR)
         if reply.meta is not None and reply.meta.upstream_latency_ms:
             latency_ms = reply.meta.upstream_latency_ms  # the model's time, comparable with a usage row's
         return Outcome(request_id=request_id, status=reply.status, body=reply.body, meta=reply.meta,

@@ -16,17 +16,20 @@ from libs.contracts.http import replays as replays_http
 from libs.runtime.blobs import BlobStore
 from libs.runtime.env import env_float, env_int, nats_url
 from libs.runtime.events import EventPublisher
+from libs.runtime.files import FileStore
 from libs.runtime.jetstream import ensure_stream
 from libs.runtime.kv_mirror import open_bucket
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
 from services.jobs.api import JobsApi
 from services.jobs.batches import Batches
+from services.jobs.caps import Caps
 from services.jobs.evals import Evals
 from services.jobs.generations import Generations
 from services.jobs.inference import RouterClient
 from services.jobs.kinds import JobKind, JobsContext
 from services.jobs.records import Records
 from services.jobs.replays import Replays
+from services.jobs.retention import Retention
 from services.jobs.worker import Worker
 
 log = structlog.get_logger()
@@ -38,13 +41,14 @@ class JobsService:
         self._workers: list[Worker] = []
         self._kinds: list[JobKind] = []
         self._subscription: Subscription | None = None
+        self._caps = Caps()
 
     @property
     def ready(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 
     async def start(self) -> None:
-        self._nc = nc = await connect_nats(nats_url(), "switchboard-jobs")
+        self._nc = nc = await connect_nats(nats_url(), "switchboard-jobs", on_reconnect=self._caps.resync)
         js = nc.jetstream()
         await ensure_stream(js, streams.JOBS)
         await ensure_stream(js, streams.EVENTS)
@@ -55,13 +59,15 @@ class JobsService:
         router = RouterClient(nc, env_float("SWITCHBOARD_REQUEST_TIMEOUT_S", 130.0))
         blobs = BlobStore(js, subjects.OBJ_FILES)
         await blobs.start()
+        await self._caps.start(js)  # spend caps, checked before each batch line and eval run
+        files = await FileStore.open(js, blobs)
         ctx = JobsContext(nc=nc, js=js, router=router, blobs=blobs, events=EventPublisher(js))
         eval_records = Records(await open_bucket(js, subjects.KV_EVALS), evals_http.decode_view)
         replay_records = Records(await open_bucket(js, subjects.KV_REPLAYS), replays_http.decode_view)
         evals = Evals(nc, eval_records, await open_bucket(js, subjects.KV_EVAL_WINNERS), router,
-                      concurrency=env_int("SWITCHBOARD_EVAL_CONCURRENCY", 8))
+                      concurrency=env_int("SWITCHBOARD_EVAL_CONCURRENCY", 8), caps=self._caps, files=files)
         replays = Replays(nc, replay_records, router)
-        self._kinds = [Generations(ctx), Batches(ctx)]
+        self._kinds = [Generations(ctx), Batches(ctx, self._caps), Retention(ctx)]
         for kind in self._kinds:
             await kind.start()
         api = JobsApi(evals, eval_records, replays, replay_records,
@@ -112,5 +118,6 @@ class JobsService:
             await worker.stop()
         for kind in self._kinds:
             await kind.stop()
+        await self._caps.stop()
         if self._nc is not None:
             await shutdown_nats(self._nc)

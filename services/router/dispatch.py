@@ -197,7 +197,8 @@ class Dispatcher:
         route, answer, _ = await self._attempts(request, routes, stream=False)
         assert isinstance(answer, UpstreamResult)
         meta = DispatchMeta(model=route.slug, provider=route.provider, upstream_latency_ms=answer.latency_ms,
-                            usage=answer.usage, cost=self._pricing.cost(route.price, answer.usage, succeeded=True),
+                            usage=answer.usage, cost=self._pricing.cost(route.price, answer.usage, succeeded=True,
+                                                                    batch=request.batch),
                             cache_status=CACHE_STATUS_MISS if key is not None else None)
         total_ms = (time.perf_counter() - received) * 1000
         body = answer.body
@@ -260,7 +261,7 @@ class Dispatcher:
         finished = time.perf_counter()
         meta.upstream_latency_ms = (finished - started) * 1000
         meta.usage = stream.usage
-        meta.cost = self._pricing.cost(route.price, stream.usage, succeeded=True)
+        meta.cost = self._pricing.cost(route.price, stream.usage, succeeded=True, batch=request.batch)
         total_ms = (finished - received) * 1000
         generation_ms = meta.upstream_latency_ms - stream.ttfb_ms
         if converter is not None:
@@ -293,7 +294,8 @@ class Dispatcher:
         except RouteError:
             price = None
         meta = DispatchMeta(model=hit.model, provider=hit.provider, usage=hit.usage,
-                            cost=self._pricing.cost(price, hit.usage, succeeded=True, cache_hit=True),
+                            cost=self._pricing.cost(price, hit.usage, succeeded=True, cache_hit=True,
+                                                    batch=request.batch),
                             cache_status=CACHE_STATUS_HIT)
         total_ms = (time.perf_counter() - received) * 1000
         shown = build_meta(request.request_id, meta, total_ms, 0.0)

@@ -9,11 +9,13 @@ import msgspec
 
 from libs.contracts.bus.inference import Cost, Usage
 from libs.contracts.config import MeteringConfig, ModelConfig
+from libs.runtime.env import env_float
 
 _MICROS_PER_USD = 1_000_000
 _TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are per million tokens
 DEFAULT_MARKUP_PERCENT = 5.0
 DEFAULT_CACHE_HIT_FRACTION = 0.10
+DEFAULT_BATCH_DISCOUNT_PERCENT = 50.0  # SWITCHBOARD_BATCH_DISCOUNT_PERCENT overrides it
 
 
 class Price(msgspec.Struct, frozen=True):
@@ -27,6 +29,7 @@ class Price(msgspec.Struct, frozen=True):
 class Pricing(msgspec.Struct, frozen=True):
     markup_ppm: int  # parts per million: 5 % = 50_000
     cache_hit_ppm: int
+    batch_ppm: int = 500_000  # what a batch line pays, in parts per million of the full price
 
     @classmethod
     def from_config(cls, config: MeteringConfig) -> "Pricing":
@@ -34,9 +37,14 @@ class Pricing(msgspec.Struct, frozen=True):
         fraction = DEFAULT_CACHE_HIT_FRACTION if config.cache_hit_fraction is None else config.cache_hit_fraction
         if markup < 0 or not 0 <= fraction <= 1:
             raise SystemExit("switchboard: metering.markup_percent must be >= 0 and cache_hit_fraction in [0, 1]")
-        return cls(markup_ppm=round(markup * 10_000), cache_hit_ppm=round(fraction * 1_000_000))
+        discount = env_float("SWITCHBOARD_BATCH_DISCOUNT_PERCENT", DEFAULT_BATCH_DISCOUNT_PERCENT)
+        if not 0 <= discount <= 100:
+            raise SystemExit("switchboard: SWITCHBOARD_BATCH_DISCOUNT_PERCENT must be in [0, 100]")
+        return cls(markup_ppm=round(markup * 10_000), cache_hit_ppm=round(fraction * 1_000_000),
+                   batch_ppm=1_000_000 - round(discount * 10_000))
 
-    def cost(self, price: Price | None, usage: Usage | None, *, succeeded: bool, cache_hit: bool = False) -> Cost:
+    def cost(self, price: Price | None, usage: Usage | None, *, succeeded: bool, cache_hit: bool = False,
+             batch: bool = False) -> Cost:
         if price is None:
             return Cost(priced=False)
         if not succeeded or usage is None:
@@ -49,6 +57,8 @@ class Pricing(msgspec.Struct, frozen=True):
         ]
         if cache_hit:
             lines = [_scale(line, self.cache_hit_ppm) for line in lines]
+        if batch:  # a batch line: every upstream line at the discount, the markup on what is left
+            lines = [_scale(line, self.batch_ppm) for line in lines]
         upstream = sum(lines)
         markup = _scale(upstream, self.markup_ppm)
         return Cost(input_micros=lines[0], output_micros=lines[1], cached_micros=lines[2], markup_micros=markup,

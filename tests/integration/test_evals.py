@@ -159,3 +159,13 @@ def test_odd_ids_are_a_404_in_the_envelope(gateway: Cluster, kind: str, odd: str
     response = call(gateway, "GET", f"/{kind}/{quote(odd, safe='')}")
     assert response.status_code == 404, response.text
     assert response.json()["error"]["code"] == 404
+
+
+def test_a_backtracking_regex_scores_the_item_as_failed_with_the_reason(gateway: Cluster) -> None:
+    created = _create(gateway, name="redos", metric="quality", dataset=[{"input": "x" * 4000}, {"input": "xxy"}],
+                      scorer={"type": "regex", "pattern": r"(x+x+)+y"}, candidate_models=["openai/gpt-sim"])
+    assert created.status_code == 200, created.text
+    done = _finished(gateway, created.json()["id"])
+    stalled, normal = sorted(done["items"], key=lambda i: i["index"])
+    assert stalled["score"] == 0.0 and "regex scorer gave up" in (stalled["error"] or ""), stalled
+    assert normal["score"] == 1.0 and normal["error"] is None, normal

@@ -65,6 +65,8 @@ class InferenceRequest(msgspec.Struct, array_like=True):
     # Keep a snapshot of a chat-shaped request and its answer for replays (bus/snapshots.py);
     # the edge clears it for accounts that opted out.
     snapshot: bool = False
+    # A line of a batch (jobs service): the router prices it at the batch discount.
+    batch: bool = False
 
 
 class Usage(msgspec.Struct, array_like=True):

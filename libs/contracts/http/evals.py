@@ -2,8 +2,9 @@
 and route `model: "eval:<id>"` to the winner.
 
 The contract's fields are `name`, `candidate_models`, `dataset` and `metric`.
-Our extensions: `scorer` (how quality is judged; exact match by default) and
-`params` (sampling parameters sent with every request, e.g. temperature).
+Our extensions: `scorer` (how quality is judged; exact match by default),
+`params` (sampling parameters sent with every request, e.g. temperature) and
+`dataset_file_id` (an uploaded JSONL file of EvalItem, one per line, instead of `dataset`).
 """
 
 from typing import Annotated, Any, Literal
@@ -41,8 +42,9 @@ class EvalCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     candidate_models: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=300)]],
                                 msgspec.Meta(min_length=1, max_length=MAX_MODELS)]
-    dataset: Annotated[list[EvalItem], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
+    dataset: Annotated[list[EvalItem], msgspec.Meta(max_length=MAX_ITEMS)] = []
     metric: Metric
+    dataset_file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     scorer: Scorer | None = None
     params: dict[str, Any] = {}
 
@@ -91,3 +93,4 @@ class EvalView(msgspec.Struct, kw_only=True):
 
 encode = msgspec.json.Encoder().encode
 decode_view = msgspec.json.Decoder(EvalView).decode
+decode_item = msgspec.json.Decoder(EvalItem).decode
