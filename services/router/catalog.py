@@ -40,11 +40,12 @@ class Plan(msgspec.Struct, frozen=True):
 
 
 class RouteError(Exception):
-    def __init__(self, status: int, type_: str, message: str) -> None:
+    def __init__(self, status: int, type_: str, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.type = type_
         self.message = message
+        self.param = param
 
 
 class _CatalogFile(msgspec.Struct):
@@ -177,6 +178,10 @@ class Catalog:
     def catalogued(self, slug: str) -> bool:
         """In the catalog (with a known modality and price), not merely routable by provider prefix."""
         return slug in self._cards
+
+    def known_card(self, slug: str) -> ModelCard | None:
+        """The catalog's card for `slug` (enabled or not); None for a model passed through."""
+        return self._cards.get(slug)
 
     def card(self, slug: str) -> ModelCard:
         route = self.resolve(slug)

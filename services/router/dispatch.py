@@ -24,6 +24,7 @@ from libs.contracts.bus.inference import (
     StreamChunk,
     StreamEnd,
     StreamStart,
+    Usage,
     decode_request,
     encode,
 )
@@ -42,6 +43,7 @@ from services.router.cache import (
     openai_usage,
     stream_from_cache,
 )
+from services.router.capabilities import admit
 from services.router.catalog import Catalog, Route, RouteError
 from services.router.eval_aliases import EvalAliases
 from services.router.failures import failure, from_upstream
@@ -51,7 +53,7 @@ from services.router.providers.base import ProviderAdapter, UpstreamError, Upstr
 from services.router.response_meta import build_meta, stream_tail, with_meta
 from services.router.routing import RetryPolicy, candidates, retryable
 from services.router.snapshots import StreamCapture, snapshot_of, wanted
-from services.router.surfaces import Surface, SurfaceError, surface_for
+from services.router.surfaces import StreamConverter, Surface, SurfaceError, surface_for
 from services.router.usage_publisher import UsagePublisher
 from services.router.utilities import AUTO_MODALITY, Utility, UtilityError, utility_for
 
@@ -108,6 +110,7 @@ class Dispatcher:
             await self._send(msg.reply, failure(400, errors.INVALID_REQUEST, str(exc),
                                                 param=getattr(exc, "param", None)))
             return
+        asked = request.operation  # what the model must be able to serve (surfaces become chat below)
         if surface is not None:
             # A utility is a function of its input: cached under x-cache auto, like embeddings.
             cache = "force" if isinstance(surface, Utility) and request.cache == "auto" else request.cache
@@ -123,8 +126,9 @@ class Dispatcher:
                                                evaluated=evaluated)
             else:
                 plan = self._catalog.plan(model)
+            plan, fallbacks = admit(self._catalog, asked, plan, request.models)
         except RouteError as exc:
-            await self._send(msg.reply, failure(exc.status, exc.type, exc.message))
+            await self._send(msg.reply, failure(exc.status, exc.type, exc.message, param=exc.param))
             return
         if request.operation in FORM_OPERATIONS and request.content_type == "application/json":
             try:
@@ -132,7 +136,7 @@ class Dispatcher:
             except FetchError as exc:
                 await self._send(msg.reply, failure(400, errors.INVALID_REQUEST, str(exc), param="audio_url"))
                 return
-        routes = candidates(self._catalog, plan, request.models, self._health, self._rng)
+        routes = candidates(self._catalog, plan, fallbacks, self._health, self._rng)
         try:
             key = self._cache_key(request) if surface is None or isinstance(surface, Utility) else None
             hit = await self._cache.get(key) if key is not None else None
@@ -188,7 +192,8 @@ class Dispatcher:
                     attempt += 1
                     continue
                 latency_ms = (time.perf_counter() - started) * 1000
-                self._health.record(route.key, True, latency_ms)
+                if not stream:  # a stream's outcome is known only at its end (see _stream)
+                    self._health.record(route.key, True, latency_ms)
                 return route, answer, latency_ms
         raise _Exhausted(last, last_route, latency_ms)
 
@@ -246,12 +251,14 @@ class Dispatcher:
         except UpstreamError as exc:
             # Bytes already went out: no failover now, the client gets an error event.
             self._health.record(route.key, False, (time.perf_counter() - started) * 1000)
-            await self._fail(reply_to, request, _Exhausted(exc, route, meta.upstream_latency_ms), received)
+            await self._fail(reply_to, request, _Exhausted(exc, route, meta.upstream_latency_ms), received,
+                             stream.usage, converter)
             return
         except asyncio.CancelledError:
             # Cancelled because the client left (see cancel()): the provider's partial usage is
             # unknown, so the request is recorded as closed by the client (499), at no charge.
             log.info("stream_cancelled", deployment=route.key)
+            self._health.record(route.key, True, stream.ttfb_ms)  # the provider was fine so far
             meta.cost = self._pricing.cost(route.price, None, succeeded=False)
             self._meter(request, route, meta, 499, "client_closed", (time.perf_counter() - received) * 1000)
             return
@@ -259,6 +266,7 @@ class Dispatcher:
             self._streams.pop(reply_to, None)
             await stream.aclose()
         finished = time.perf_counter()
+        self._health.record(route.key, True, stream.ttfb_ms)
         meta.upstream_latency_ms = (finished - started) * 1000
         meta.usage = stream.usage
         meta.cost = self._pricing.cost(route.price, stream.usage, succeeded=True, batch=request.batch)
@@ -315,16 +323,23 @@ class Dispatcher:
         snapshot = snapshot_of(request, hit.model, hit.body) if wanted(request) else None
         self._meter(request, route, meta, 200, None, total_ms, cache_hit=True, snapshot=snapshot)
 
-    async def _fail(self, reply_to: str, request: InferenceRequest, exhausted: _Exhausted, received: float) -> None:
+    async def _fail(self, reply_to: str, request: InferenceRequest, exhausted: _Exhausted, received: float,
+                    usage: Usage | None = None, converter: StreamConverter | None = None) -> None:
+        """The client's error; for a stream that broke off, `usage` is what it delivered and a
+        surface's `converter` writes the surface's own error event (then the stream ends)."""
         route, exc = exhausted.route, exhausted.exc
         if route is None or exc is None:
             await self._send(reply_to, failure(
                 400, errors.INVALID_REQUEST, f"Model '{request.model}' does not support {request.operation}."))
             return
         meta = DispatchMeta(model=route.slug, provider=route.provider, upstream_latency_ms=exhausted.latency_ms,
-                            cost=self._pricing.cost(route.price, None, succeeded=False))
+                            usage=usage, cost=self._pricing.cost(route.price, None, succeeded=False))
         answer = from_upstream(exc, route.provider, meta)
-        await self._send(reply_to, answer)
+        if converter is None:
+            await self._send(reply_to, answer)
+        else:
+            await self._nc.publish(reply_to, encode(StreamChunk(converter.fail(answer.error, usage))))
+            await self._send(reply_to, StreamEnd(meta))
         self._meter(request, route, meta, answer.error.code, answer.error.type,
                     (time.perf_counter() - received) * 1000)
 

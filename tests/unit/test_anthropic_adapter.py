@@ -434,7 +434,22 @@ async def test_error_event_mid_stream(adapter: AnthropicAdapter) -> None:
     await stream.aclose()
     assert (info.value.kind, info.value.status) == ("status", 529)
     assert info.value.message == "overloaded_error: Overloaded"
-    assert stream.usage is None and stream.usage_chunk is None
+    # Metered as far as it got: message_start's input count, one output token per delta.
+    assert stream.usage == Usage(4, 2, 0) and stream.usage_chunk is None
+
+
+async def test_stream_closed_cleanly_without_message_stop_is_truncated(adapter: AnthropicAdapter) -> None:
+    received: list[bytes] = []
+    stream = await adapter.open_stream(OP_CHAT, "claude-sim+cut_after=3", chat(stream=True))
+    with pytest.raises(UpstreamError) as info:
+        async for events in stream:
+            received.append(events)
+    await stream.aclose()
+    assert info.value.kind == "connection" and "no message_stop" in info.value.message
+    deltas = [c["choices"][0]["delta"].get("content") for c in chunk_objects(received)]
+    assert "".join(d or "" for d in deltas) == "Echo: hello brave"  # the three pieces were relayed
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunk_objects(received))
+    assert stream.usage == Usage(4, 3, 0) and stream.usage_chunk is None
 
 
 async def test_stream_cut_off_is_a_connection_error(adapter: AnthropicAdapter) -> None:

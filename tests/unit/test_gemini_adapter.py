@@ -500,6 +500,19 @@ async def test_stream_cut_before_finish_is_a_connection_error(adapter: GeminiAda
     assert exc.kind == "connection"
 
 
+async def test_stream_closed_cleanly_without_finish_reason_is_truncated(adapter: GeminiAdapter) -> None:
+    stream = await adapter.open_stream(OP_CHAT, "gemini-sim+cut_after=2", _chat("a b c d e"))
+    received = b""
+    with pytest.raises(UpstreamError) as info:
+        async for events in stream:
+            received += events
+    await stream.aclose()
+    assert info.value.kind == "connection" and "end marker" in info.value.message
+    assert b'"content":"Echo:"' in received and b'"content":" a"' in received and b'"stop"' not in received
+    # Gemini's usageMetadata is cumulative: the last one seen is what was delivered.
+    assert stream.usage == Usage(input_units=7, output_units=2) and stream.usage_chunk is None
+
+
 async def test_wrong_key_is_a_credentials_error(sim: Sim) -> None:
     adapter = await _adapter(sim.base_url + "/v1beta/", key="wrong")  # a versioned base URL is kept as is
     try:

@@ -239,6 +239,7 @@ async def _drain(adapter: OpenAICompatAdapter, body: bytes = b'{"model":"t/m","s
 
 E1 = b'data: {"choices":[{"delta":{"content":"Hel"}}]}\n\n'
 E2 = b'data: {"choices":[{"delta":{"content":"lo"}}]}\n\n'
+FIN = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
 USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,' \
         b'"prompt_tokens_details":{"cached_tokens":2}}}\n\n'
 DONE = b"data: [DONE]\n\n"
@@ -246,12 +247,12 @@ DONE = b"data: [DONE]\n\n"
 
 async def test_stream_reassembles_events_split_across_chunks(upstream: Upstream,
                                                              adapter: OpenAICompatAdapter) -> None:
-    whole = E1 + b": keep-alive\n\n" + E2 + USAGE + DONE
+    whole = E1 + b": keep-alive\n\n" + E2 + FIN + USAGE + DONE
     cuts = [3, 17, len(E1) - 1, len(E1) + 1, len(E1) + 20, len(whole) - len(DONE) - 1, len(whole) - 2]
     upstream.handler = _sse([whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)])
     chunks, usage = await _drain(adapter)
     # The tail (usage-only chunk and [DONE]) is withheld for the router to write.
-    assert b"".join(chunks) == E1 + b": keep-alive\n\n" + E2
+    assert b"".join(chunks) == E1 + b": keep-alive\n\n" + E2 + FIN
     assert len(chunks) > 1
     for chunk in chunks:
         assert chunk.endswith(b"\n\n") and not chunk.startswith(b"\n")
@@ -262,44 +263,70 @@ async def test_stream_reassembles_events_split_across_chunks(upstream: Upstream,
 
 
 async def test_stream_options_of_the_client_are_kept(upstream: Upstream, adapter: OpenAICompatAdapter) -> None:
-    upstream.handler = _sse([E1, DONE])
+    upstream.handler = _sse([E1, FIN, DONE])
     await _drain(adapter, b'{"model":"t/m","stream":true,"stream_options":{"include_usage":false,"x":1}}')
     assert upstream.seen[0][2] == b'{"model":"m","stream":true,"stream_options":{"include_usage":true,"x":1}}'
 
 
 async def test_usage_inside_a_content_chunk_is_forwarded(upstream: Upstream, adapter: OpenAICompatAdapter) -> None:
     mixed = b'data: {"choices":[{"delta":{"content":"x"}}],"usage":{"prompt_tokens":1,"completion_tokens":1}}\n\n'
-    upstream.handler = _sse([mixed, DONE])
+    upstream.handler = _sse([mixed, FIN, DONE])
     chunks, usage = await _drain(adapter)
-    assert b"".join(chunks) == mixed and usage == Usage(1, 1, 0)
+    assert b"".join(chunks) == mixed + FIN and usage == Usage(1, 1, 0)
 
 
 async def test_stream_normalises_crlf(upstream: Upstream, adapter: OpenAICompatAdapter) -> None:
-    crlf = [e.replace(b"\n", b"\r\n") for e in (E1, E2, DONE)]
+    crlf = [e.replace(b"\n", b"\r\n") for e in (E1, E2, FIN + DONE)]
     # Pieces cut inside events, but never between a CR and its LF.
     upstream.handler = _sse([crlf[0][:10], crlf[0][10:] + crlf[1][:5], crlf[1][5:], crlf[2]])
     chunks, usage = await _drain(adapter)
-    assert b"".join(chunks) == E1 + E2
+    assert b"".join(chunks) == E1 + E2 + FIN
     assert usage is None
 
 
 async def test_stream_crlf_straddling_two_reads(upstream: Upstream, adapter: OpenAICompatAdapter) -> None:
-    crlf = b"".join(e.replace(b"\n", b"\r\n") for e in (E1, DONE))
+    crlf = b"".join(e.replace(b"\n", b"\r\n") for e in (E1, FIN, DONE))
     # The final blank line's CR ends one read and its LF starts the next.
     upstream.handler = _sse([crlf[:-1], crlf[-1:]])
     chunks, _ = await _drain(adapter)
-    assert b"".join(chunks) == E1
+    assert b"".join(chunks) == E1 + FIN
     assert b"\r" not in b"".join(chunks)
 
 
-async def test_stream_without_done_ends_cleanly(upstream: Upstream, adapter: OpenAICompatAdapter) -> None:
-    upstream.handler = _sse([E1, USAGE])
-    chunks, usage = await _drain(adapter)
-    assert b"".join(chunks) == E1 and usage == Usage(5, 7, 2)
+@pytest.mark.parametrize("tail", [
+    FIN + USAGE,  # finished, usage sent, but no [DONE]: the body may have been cut
+    USAGE + DONE,  # [DONE] without the choice's finish_reason
+    b"",  # content, then a clean close
+])
+async def test_stream_without_its_end_markers_is_truncated(upstream: Upstream, adapter: OpenAICompatAdapter,
+                                                           tail: bytes) -> None:
+    upstream.handler = _sse([E1, E2, tail] if tail else [E1, E2])
+    stream = await adapter.open_stream(OP_CHAT, "m", b'{"model":"t/m","stream":true}')
+    chunks: list[bytes] = []
+    with pytest.raises(UpstreamError) as err:
+        async for events in stream:
+            chunks.append(events)
+    await stream.aclose()
+    assert err.value.kind == "connection" and "end marker" in err.value.message
+    assert b"".join(chunks).startswith(E1 + E2)  # what came is relayed; the error follows it
+    # Metered as far as it got: the provider's usage when it sent one, else one unit per content chunk.
+    assert stream.usage == (Usage(5, 7, 2) if USAGE in tail else Usage(0, 2, 0))
+
+
+async def test_stream_end_markers_per_choice(upstream: Upstream, adapter: OpenAICompatAdapter) -> None:
+    two = [b'data: {"choices":[{"index":%d,"delta":{"content":"x"}}]}\n\n' % i for i in (0, 1)]
+    done = [b'data: {"choices":[{"index":%d,"delta":{},"finish_reason":"stop"}]}\n\n' % i for i in (0, 1)]
+    upstream.handler = _sse([*two, done[0], DONE])  # choice 1 never finished
+    exc = await _upstream_error(_drain(adapter))
+    assert "no finish_reason" in exc.message
+    # Both finished, and a trailing chunk after a finish (some servers send one) is no reopening.
+    upstream.handler = _sse([*two, *done, two[0].replace(b'"x"', b'""'), DONE])
+    chunks, _ = await _drain(adapter)
+    assert b"".join(chunks).count(b"finish_reason") == 2
 
 
 async def test_stream_non_json_event_is_malformed(upstream: Upstream, adapter: OpenAICompatAdapter) -> None:
-    upstream.handler = _sse([E1, b"data: {not json\n\n", DONE])
+    upstream.handler = _sse([E1, b"data: {not json\n\n", FIN, DONE])
     exc = await _upstream_error(_drain(adapter))
     assert exc.kind == "malformed"
 

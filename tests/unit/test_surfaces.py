@@ -19,6 +19,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from libs.contracts.bus.inference import Usage
+from libs.contracts.errors import ErrorBody
 from libs.contracts.http.chat import ChatCompletionRequest
 from libs.contracts.http.messages import MessagesRequest, anthropic_error_json
 from libs.contracts.http.responses import ResponsesRequest
@@ -552,6 +553,36 @@ def test_responses_stream_incomplete_refusal_and_error() -> None:
     assert [p.type for p in final.response.output[0].content] == ["refusal", "output_text"]
     assert final.response.output[0].status == "incomplete" and final.response.usage is None
     assert events[-1].type == "error" and events[-1].message == "upstream went away"
+
+
+def test_responses_stream_failure_is_response_failed() -> None:
+    stream = rs.ResponsesStream()
+    data = stream.feed(chunk({"role": "assistant", "content": ""}) + chunk({"content": "Half an"}))
+    data += stream.fail(ErrorBody("Provider x failed: cut short", "provider_error", 502), Usage(3, 2, 0))
+    assert stream.finish(None) == b"" and stream.fail(ErrorBody("again", "provider_error", 502)) == b""
+    events = [RESPONSES_EVENT.validate_json(p) for _, p in sse_events(data)]
+    assert [e.type for e in events][-2:] == ["response.output_text.delta", "response.failed"]
+    failed = events[-1].response
+    assert failed.status == "failed" and failed.error.code == "server_error"
+    assert failed.error.message == "Provider x failed: cut short"
+    assert failed.output[0].status == "incomplete" and failed.output[0].content[0].text == "Half an"
+    assert failed.usage.output_tokens == 2
+    # Before any chunk: the response still starts, then fails; a 429 keeps its code.
+    early = rs.ResponsesStream().fail(ErrorBody("slow down", "rate_limit_error", 429))
+    kinds = [RESPONSES_EVENT.validate_json(p) for _, p in sse_events(early)]
+    assert [e.type for e in kinds] == ["response.created", "response.in_progress", "response.failed"]
+    assert kinds[-1].response.error.code == "rate_limit_exceeded" and kinds[-1].response.usage is None
+
+
+def test_messages_stream_failure_is_an_anthropic_error_event() -> None:
+    stream = am.MessagesStream()
+    data = stream.feed(chunk({"role": "assistant", "content": ""}) + chunk({"content": "Half"}))
+    data += stream.fail(ErrorBody("Provider x failed: cut short", "provider_error", 502))
+    assert stream.finish(None) == b""
+    names = [name for name, _ in sse_events(data)]
+    assert names[-1] == "error" and "message_stop" not in names and "message_delta" not in names
+    assert _dec(sse_events(data)[-1][1]) == {"type": "error", "error": {"type": "api_error",
+                                                                      "message": "Provider x failed: cut short"}}
 
 
 def test_responses_sdk_end_to_end_non_stream() -> None:

@@ -11,7 +11,8 @@ key (any key, or exactly ``SimSettings.api_key`` when set), and
 envelope ``{"type": "error", "error": {"type", "message"}}``. The fault and latency directives
 of ``directives.py`` apply (``claude-sim+status=529``); one combination is Anthropic-specific:
 a streamed request with both ``die_after=N`` and ``status=S`` sends N deltas, then an ``error``
-event of S's type (how Anthropic reports e.g. overload mid-stream) and ends the stream.
+event of S's type (how Anthropic reports e.g. overload mid-stream) and ends the stream;
+``cut_after=N`` sends N deltas and ends the body cleanly without ``message_stop``.
 ``truncate=N`` cuts the text to N pieces as ``max_tokens`` would (stop_reason ``max_tokens``).
 """
 
@@ -289,6 +290,8 @@ async def _stream(request: web.Request, model: str, plan: Plan, directives: Dire
     buf += _event({"type": "ping"})
     if directives.die_after is not None:
         deltas = deltas[: directives.die_after]
+    if directives.cut_after is not None:
+        deltas = deltas[: directives.cut_after]
     interval = 1.0 / directives.tps if directives.tps > 0 else 0.0
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -305,6 +308,10 @@ async def _stream(request: web.Request, model: str, plan: Plan, directives: Dire
                 await resp.write(bytes(buf))
                 return kill_connection(request, resp)
             buf += _event(error_body(directives.status))
+            await resp.write(bytes(buf))
+            return resp
+        if directives.cut_after is not None:
+            # A clean end of the body, but no content_block_stop, message_delta or message_stop.
             await resp.write(bytes(buf))
             return resp
         buf += _event({"type": "content_block_stop", "index": 0})

@@ -14,6 +14,9 @@ Directives (model-name key / header):
 - ``tps=N`` / ``x-sim-tps``: pace a stream at N pieces per second.
 - ``die_after=N`` / ``x-sim-die-after``: stream N pieces, then drop the connection (a non-streamed
   body is cut short of its Content-Length).
+- ``cut_after=N`` / ``x-sim-cut-after``: stream N pieces, then end the body cleanly without the
+  wire's end marker (no finish chunk and no ``[DONE]``, no ``message_stop``, no ``finishReason``):
+  a truncated stream that looks like a normal close.
 - ``malformed`` / ``x-sim-malformed``: answer with invalid JSON.
 - ``hang`` / ``x-sim-hang``: never answer.
 - ``reset`` / ``x-sim-reset``: drop the connection with a TCP RST.
@@ -52,6 +55,7 @@ class Directives(msgspec.Struct, kw_only=True):
     ttft_ms: float = 0.0
     tps: float = 0.0
     die_after: int | None = None
+    cut_after: int | None = None  # streams: N pieces, then a clean close without the end marker
     malformed: bool = False
     hang: bool = False
     reset: bool = False
@@ -71,6 +75,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "ttft": ("x-sim-ttft-ms", "ttft_ms"),
     "tps": ("x-sim-tps", "tps"),
     "die_after": ("x-sim-die-after", "die_after"),
+    "cut_after": ("x-sim-cut-after", "cut_after"),
     "malformed": ("x-sim-malformed", "malformed"),
     "hang": ("x-sim-hang", "hang"),
     "reset": ("x-sim-reset", "reset"),
@@ -110,7 +115,7 @@ def _convert(key: str, raw: str) -> object:
         if not 400 <= status <= 599:
             raise DirectiveError(f"sim directive {key!r} must be an HTTP error status (400-599)")
         return status
-    if key in ("die_after", "truncate"):
+    if key in ("die_after", "truncate", "cut_after"):
         try:
             count = int(raw)
         except ValueError:

@@ -15,7 +15,8 @@ Errors use Google's envelope ``{"error": {"code", "message", "status"}}``; the f
 directives of ``directives.py`` ride in the model name (``gemini-sim+status=503``). A 429 with a
 numeric ``retry_after`` carries it as a ``google.rpc.RetryInfo`` detail, as Google does; any
 other ``retry_after`` is sent as a Retry-After header. ``truncate=N`` cuts the text to N pieces as
-``maxOutputTokens`` would (finishReason ``MAX_TOKENS``).
+``maxOutputTokens`` would (finishReason ``MAX_TOKENS``); ``cut_after=N`` streams N chunks and ends
+the body cleanly with no ``finishReason``.
 """
 
 from __future__ import annotations
@@ -294,9 +295,10 @@ async def _generate(request: web.Request, payload: dict[str, Any], model: str,
 async def _stream(request: web.Request, payload: dict[str, Any], model: str,
                   directives: Directives) -> web.StreamResponse:
     plan = plan_content(payload, directives.truncate)
-    chunks = _chunks(plan, _candidate_count(payload), model, finish=directives.die_after is None)
-    if directives.die_after is not None:
-        chunks = chunks[: directives.die_after]
+    cut = directives.die_after if directives.die_after is not None else directives.cut_after
+    chunks = _chunks(plan, _candidate_count(payload), model, finish=cut is None)
+    if cut is not None:
+        chunks = chunks[:cut]  # die_after then drops the connection; cut_after ends the body cleanly
     if request.query.get("alt") != "sse":
         await delay_ms(directives.latency_ms)
         return json_response(chunks)

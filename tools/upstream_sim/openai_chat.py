@@ -1,7 +1,8 @@
 """OpenAI ``POST /v1/chat/completions``: non-streaming and SSE streaming responses.
 
 Every directive of ``directives.py`` applies; ``plain`` (drop response_format) and ``truncate=N``
-(cut the text to N pieces, finish reason "length") shape the answer itself.
+(cut the text to N pieces, finish reason "length") shape the answer itself; ``cut_after=N`` ends a
+stream cleanly after N pieces with no finish chunk and no ``[DONE]``.
 """
 
 from __future__ import annotations
@@ -275,6 +276,8 @@ async def _stream(
     frags = _fragments(plan)
     if directives.die_after is not None:
         frags = frags[: directives.die_after]
+    if directives.cut_after is not None:
+        frags = frags[: directives.cut_after]
     buf = bytearray(per_choice(first))
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -297,6 +300,10 @@ async def _stream(
             if buf:
                 await resp.write(bytes(buf))
             return kill_connection(request, resp)
+        if directives.cut_after is not None:
+            # A clean end of the body, but no finish chunk, usage or [DONE]: a truncated answer.
+            await resp.write(bytes(buf))
+            return resp
         buf += per_choice({}, plan.finish_reason)
         if include_usage:
             head["usage"] = _usage(plan)

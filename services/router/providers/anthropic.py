@@ -46,12 +46,17 @@ class AnthropicStream(UpstreamStream):
         self._translator = StreamTranslator()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
-        async for events in sse_batches(self._response):
-            out = b"".join(self._translate(event) for event in events.split(b"\n\n")[:-1])
-            if out:
-                yield out
-        if not self._translator.stopped:
-            raise UpstreamError("connection", "upstream stream ended before message_stop")
+        try:
+            async for events in sse_batches(self._response):
+                out = b"".join(self._translate(event) for event in events.split(b"\n\n")[:-1])
+                if out:
+                    yield out
+            if not self._translator.stopped:  # a clean close is not the end: message_stop is
+                raise UpstreamError("connection", "upstream stream ended without its end marker "
+                                                  "(no message_stop); the answer is incomplete")
+        except UpstreamError:
+            self.usage = self._translator.delivered()  # metered as far as it got
+            raise
         self.usage_chunk, self.usage = self._translator.usage_chunk()
 
     def _translate(self, event: bytes) -> bytes:

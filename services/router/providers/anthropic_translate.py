@@ -457,7 +457,8 @@ class StreamTranslator:
         self.head: dict[str, Any] = {"id": "", "object": "chat.completion.chunk", "created": int(time.time()),
                                      "model": ""}
         self.usage = AnthropicUsage()
-        self.stopped = False
+        self.stopped = False  # message_stop seen: the stream's end marker
+        self.pieces = 0  # text and tool-argument deltas translated
         self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
 
     def feed(self, name: str | None, data: bytes) -> bytes:
@@ -483,8 +484,10 @@ class StreamTranslator:
         if isinstance(event, _BlockDelta):
             delta = event.delta
             if delta.type == "text_delta" and delta.text:
+                self.pieces += 1
                 return self._chunk({"content": delta.text})
             if delta.type == "input_json_delta" and delta.partial_json and event.index in self._tool_index:
+                self.pieces += 1
                 call = {"index": self._tool_index[event.index], "function": {"arguments": delta.partial_json}}
                 return self._chunk({"tool_calls": [call]})
             return b""
@@ -502,6 +505,12 @@ class StreamTranslator:
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         return b"data: " + _encode({**self.head, "choices": [choice]}) + b"\n\n"
+
+    def delivered(self) -> Usage:
+        """The usage of a stream that broke off: the counts reported so far (message_start's), with
+        at least one output token per delta translated (Anthropic sends the final count at the end)."""
+        usage = openai_usage(self.usage)[1]
+        return msgspec.structs.replace(usage, output_units=max(usage.output_units, self.pieces))
 
     def usage_chunk(self) -> tuple[bytes, Usage]:
         """The withheld tail's usage-only chunk (JSON, no `data:` framing) and the gateway's Usage."""

@@ -92,14 +92,18 @@ class GeminiStream(UpstreamStream):
         self._chat = ChatStream(model)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
-        async for events in sse_batches(self._response):
-            out = self._translate(events)
-            if out:
-                yield out
         try:
-            self.usage_chunk, self.usage = self._chat.close()
-        except TranslationError as exc:
-            raise UpstreamError("connection", f"upstream stream {exc}") from exc
+            async for events in sse_batches(self._response):
+                out = self._translate(events)
+                if out:
+                    yield out
+            try:
+                self.usage_chunk, self.usage = self._chat.close()
+            except TranslationError as exc:  # a clean close is not the end: a finishReason is
+                raise UpstreamError("connection", f"upstream stream {exc}") from exc
+        except UpstreamError:
+            self.usage = self._chat.delivered()  # metered as far as it got
+            raise
 
     def _translate(self, events: bytes) -> bytes:
         out = bytearray()

@@ -166,15 +166,20 @@ class ChatStream:
         return bytes(out)
 
     def close(self) -> tuple[bytes | None, Usage | None]:
-        """The usage-only chunk and the usage, once the upstream stream has ended."""
+        """The usage-only chunk and the usage, once the upstream stream has ended; a TranslationError
+        if it ended without its end marker (a finishReason for every candidate)."""
         if not self._calls:
             raise TranslationError("ended without any candidate")
         if set(self._calls) - self._finished:
-            raise TranslationError("ended before a finish reason")
+            raise TranslationError("ended without its end marker (a finish reason): the answer is incomplete")
         if self._metadata is None:
             return None, None
         body, usage = usage_of(self._metadata)
         return _encode({**self._head, "choices": [], "usage": body}), usage
+
+    def delivered(self) -> Usage | None:
+        """The usage so far (Gemini's usageMetadata is cumulative), for a stream that broke off."""
+        return usage_of(self._metadata)[1] if self._metadata is not None else None
 
 
 def embeddings_response(answers: list[dict[str, Any]], model: str, fmt: str, count: int

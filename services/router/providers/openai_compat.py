@@ -9,7 +9,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from email.utils import parsedate_to_datetime
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 import msgspec
@@ -53,11 +53,24 @@ class _OpenAIUsage(msgspec.Struct):
     prompt_tokens_details: dict[str, int | None] | None = None
 
 
+# Lenient (Any) where providers differ, so a probe never refuses an answer a client could read.
+class _DeltaProbe(msgspec.Struct):
+    content: Any = None  # a string from most providers, a list of parts from a few
+    tool_calls: Any = None
+
+
+class _ChoiceProbe(msgspec.Struct):
+    index: Any = 0
+    delta: _DeltaProbe | None = None
+    finish_reason: Any = None
+
+
 class _UsageProbe(msgspec.Struct):
-    """Reads only `usage` (and whether `choices` is empty); decoding it also proves the JSON is well formed."""
+    """Reads `usage` and what shows whether the stream ended properly (each choice's finish_reason);
+    decoding it also proves the JSON is well formed."""
 
     usage: _OpenAIUsage | None = None
-    choices: list[msgspec.Raw] | None = None
+    choices: list[_ChoiceProbe] | None = None
 
 
 class _ErrorProbe(msgspec.Struct):
@@ -126,16 +139,38 @@ def status_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upstre
 
 
 class OpenAIStream(UpstreamStream):
+    """The provider's SSE events, validated, with the tail withheld.
+
+    A stream is whole only with its end markers: a finish_reason for every choice it
+    opened, then `data: [DONE]`. A body that closes cleanly without them (a proxy or
+    server cutting the answer short) raises UpstreamError, like a broken connection;
+    either way `usage` is then what was delivered: the content chunks relayed, as
+    OpenAI streams about one token per chunk and reports usage only at the end.
+    """
+
     def __init__(self, response: aiohttp.ClientResponse, started: float) -> None:
         self._response = response
         self._started = started
         self.ttfb_ms = (time.perf_counter() - started) * 1000
+        self._done = False
+        self._unfinished: set[int] = set()  # choice indexes seen without a finish_reason yet
+        self._finished: set[int] = set()
+        self._pieces = 0  # content / tool-call chunks relayed
 
     async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
-        async for events in sse_batches(self._response):
-            kept = self._filter(events)
-            if kept:
-                yield kept
+        try:
+            async for events in sse_batches(self._response):
+                kept = self._filter(events)
+                if kept:
+                    yield kept
+            missing = "finish_reason" if self._unfinished else None if self._done else "[DONE]"
+            if missing is not None:  # a clean close is not the end: the end markers are
+                raise UpstreamError("connection", f"upstream stream ended without its end marker "
+                                                  f"(no {missing}); the answer is incomplete")
+        except UpstreamError:
+            if self.usage is None:
+                self.usage = Usage(output_units=self._pieces)  # metered as far as it got
+            raise
 
     def _filter(self, events: bytes) -> bytes:
         """Validate each event; keep usage and withhold the stream's tail (usage-only chunk, [DONE])."""
@@ -147,12 +182,14 @@ class OpenAIStream(UpstreamStream):
                 kept.append(event)
                 continue
             if data == b"[DONE]":
-                withheld = True
+                self._done = withheld = True
                 continue
             try:
                 probe = _decode_probe(data)
             except msgspec.DecodeError as exc:
                 raise UpstreamError("malformed", "upstream sent a stream event that is not JSON") from exc
+            for choice in probe.choices or ():
+                self._track(choice)
             if probe.usage is not None:
                 self.usage = to_usage(probe)
                 if probe.choices is not None and not probe.choices:
@@ -163,6 +200,17 @@ class OpenAIStream(UpstreamStream):
         if not withheld:
             return events
         return b"".join(event + b"\n\n" for event in kept)
+
+    def _track(self, choice: _ChoiceProbe) -> None:
+        delta = choice.delta
+        if delta is not None and (delta.content or delta.tool_calls):
+            self._pieces += 1
+        index = choice.index if isinstance(choice.index, int) else 0
+        if choice.finish_reason:
+            self._finished.add(index)
+            self._unfinished.discard(index)
+        elif index not in self._finished:  # a chunk after the finish (some servers send one) keeps it
+            self._unfinished.add(index)
 
     async def aclose(self) -> None:
         self._response.release()

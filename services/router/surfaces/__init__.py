@@ -11,7 +11,7 @@ from libs.contracts.bus.inference import OP_MESSAGES, OP_RESPONSES
 from services.router.surfaces import anthropic_messages, responses
 from services.router.surfaces._chat import StreamConverter, SurfaceError
 
-__all__ = ["Surface", "SurfaceError", "surface_for"]
+__all__ = ["StreamConverter", "Surface", "SurfaceError", "surface_for"]
 
 
 class Surface(msgspec.Struct, frozen=True):

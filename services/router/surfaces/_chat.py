@@ -11,6 +11,7 @@ import msgspec
 
 from libs.contracts import errors
 from libs.contracts.bus.inference import Usage
+from libs.contracts.errors import ErrorBody
 
 
 class SurfaceError(Exception):
@@ -192,6 +193,17 @@ class StreamConverter(ABC):
         self._started = True
         return out + self._end(usage, finish_reason or self.finish_reason)
 
+    def fail(self, error: ErrorBody, usage: Usage | None = None) -> bytes:
+        """The surface's own error event ending a stream that broke off (the provider failed, or
+        closed without its end marker) after the client was told 200; `usage` is what was
+        delivered, when known. Written instead of finish(), once."""
+        if self._finished:
+            return b""
+        self._finished = True
+        out = b"" if self._started else self._start(Chunk())
+        self._started = True
+        return out + self._failed(error, usage)
+
     @abstractmethod
     def _start(self, chunk: Chunk) -> bytes: ...
 
@@ -206,3 +218,6 @@ class StreamConverter(ABC):
 
     @abstractmethod
     def _end(self, usage: Usage | None, finish_reason: str | None) -> bytes: ...
+
+    @abstractmethod
+    def _failed(self, error: ErrorBody, usage: Usage | None) -> bytes: ...

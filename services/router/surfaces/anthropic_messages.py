@@ -52,7 +52,14 @@ from typing import Any, Final
 import msgspec
 
 from libs.contracts.bus.inference import Usage
-from libs.contracts.http.messages import MessagesRequest, ToolChoiceAny, ToolChoiceNone, ToolChoiceTool
+from libs.contracts.errors import ErrorBody
+from libs.contracts.http.messages import (
+    MessagesRequest,
+    ToolChoiceAny,
+    ToolChoiceNone,
+    ToolChoiceTool,
+    anthropic_error_json,
+)
 from services.router.providers.anthropic_translate import FINISH_REASONS
 from services.router.surfaces._chat import (
     ChatUsage,
@@ -312,7 +319,7 @@ class MessagesStream(StreamConverter):
     text_delta..., content_block_stop); each tool call -> a tool_use block (id, name,
     input {}) with one input_json_delta per arguments fragment. A new block closes
     the open one. `finish()` closes the open block and writes message_delta
-    (stop_reason, usage) and message_stop.
+    (stop_reason, usage) and message_stop; `fail()` writes Anthropic's `error` event instead.
     """
 
     def __init__(self) -> None:
@@ -336,6 +343,10 @@ class MessagesStream(StreamConverter):
         delta = {"stop_reason": stop_reason(finish_reason), "stop_sequence": None}
         out += sse("message_delta", {"type": "message_delta", "delta": delta, "usage": counts})
         return out + sse("message_stop", {"type": "message_stop"})
+
+    def _failed(self, error: ErrorBody, usage: Usage | None) -> bytes:
+        # Anthropic's mid-stream error event (e.g. overloaded_error): the SDK raises on it.
+        return b"event: error\ndata: " + anthropic_error_json(error.code, error.message) + b"\n\n"
 
     def _text(self, text: str) -> bytes:
         out = b""

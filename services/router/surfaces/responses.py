@@ -51,6 +51,7 @@ from typing import Any, Final
 import msgspec
 
 from libs.contracts.bus.inference import Usage
+from libs.contracts.errors import ErrorBody
 from libs.contracts.http.responses import FormatJsonObject, FormatJsonSchema, ResponsesRequest
 from services.router.surfaces._chat import (
     ChatUsage,
@@ -314,7 +315,8 @@ class ResponsesStream(StreamConverter):
     content_part.done, output_item.done); refusals -> a refusal part likewise; each
     tool call -> a function_call item (output_item.added, function_call_arguments.delta
     ..., .done, output_item.done). A new item closes the open one; `finish()` closes
-    the last and writes response.completed (or .incomplete) with the whole response.
+    the last and writes response.completed (or .incomplete) with the whole response; `fail()`
+    writes response.failed instead.
     `request`, the client's Responses body, fills in the echoed parameters.
     """
 
@@ -343,6 +345,18 @@ class ResponsesStream(StreamConverter):
         response = self._response(status, finish_reason, counts)
         return out + self._emit("response.completed" if status == "completed" else "response.incomplete",
                                 response=response)
+
+    def _failed(self, error: ErrorBody, usage: Usage | None) -> bytes:
+        # As OpenAI ends a failed stream: response.failed with the response so far; the open
+        # item stays incomplete (no .done events: it never completed).
+        if self._item is not None:
+            self._item["status"] = "incomplete"
+        self._item = self._part = None
+        counts = _usage(usage.input_units, usage.output_units, usage.cached_units, 0) if usage else None
+        response = self._response("failed", None, counts)
+        response["error"] = {"code": "rate_limit_exceeded" if error.code == 429 else "server_error",
+                             "message": error.message}
+        return self._emit("response.failed", response=response)
 
     def error(self, code: str, message: str) -> bytes:
         """An `error` event, for a stream that fails after its first byte."""
