@@ -1,8 +1,34 @@
 """A tiny HTTP server for /healthz and /readyz, for services with no HTTP API."""
 
+import os
 from collections.abc import Callable
 
+import msgspec
 from aiohttp import web
+
+from libs.contracts.supervision import SUPERVISOR_STATUS_ENV, Readiness, SupervisorStatus
+
+
+def supervisor_status() -> SupervisorStatus | None:
+    """The supervisor's status file, when this process runs under one (None if unset or unreadable)."""
+    path = os.environ.get(SUPERVISOR_STATUS_ENV)
+    if not path:
+        return None
+    try:
+        # A few hundred bytes on local disk, replaced atomically by the supervisor: cheap to read per probe.
+        with open(path, "rb") as f:
+            return msgspec.json.decode(f.read(), type=SupervisorStatus)
+    except (OSError, msgspec.DecodeError):
+        return None
+
+
+def readiness_response(ready: bool) -> web.Response:
+    """200 "ready" or 503 "not ready"; as JSON with the supervisor's restarts when it runs us."""
+    status, text = (200, "ready") if ready else (503, "not ready")
+    if not os.environ.get(SUPERVISOR_STATUS_ENV):
+        return web.Response(status=status, text=text)
+    body = msgspec.json.encode(Readiness(status=text, supervisor=supervisor_status()))
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 async def start_health_server(host: str, port: int, ready: Callable[[], bool]) -> web.AppRunner | None:
@@ -14,7 +40,7 @@ async def start_health_server(host: str, port: int, ready: Callable[[], bool]) -
         return web.Response(text="ok")
 
     async def readyz(_: web.Request) -> web.Response:
-        return web.Response(text="ready") if ready() else web.Response(status=503, text="not ready")
+        return readiness_response(ready())
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

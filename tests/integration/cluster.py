@@ -1,5 +1,9 @@
 """A whole gateway for tests: real nats-server, simulator, routers and edges as
-processes, started through the same code as `switchboard up`.
+processes, started and supervised through the same code as `switchboard up`.
+
+Supervised as there: a process that crashes (`proc.crash()`, `cluster.nats.crash()`)
+is restarted with backoff. `proc.kill()` / `proc.stop()` / `cluster.nats.stop()` mean
+"and stay down", for the tests that take a part away on purpose.
 
 NATS runs as a local process by default; with SWITCHBOARD_TEST_CONTAINERS=1
 (and a Docker engine) it runs in a container through testcontainers instead.
@@ -16,6 +20,7 @@ import httpx
 import openai
 
 from libs.contracts.keys import mint_key
+from libs.contracts.supervision import SUPERVISOR_STATUS_ENV
 from tools.cli.processes import (
     ManagedProcess,
     free_port,
@@ -24,6 +29,7 @@ from tools.cli.processes import (
     wait_http_ok,
     wait_port,
 )
+from tools.cli.supervisor import Supervisor
 
 UPSTREAM_KEY = "sk-upstream-sim-key"  # the provider key the router must present
 ROUTER_READ_TIMEOUT_S = 2.0
@@ -37,9 +43,10 @@ PROVIDER_KEY_VARS = ("OPENAI_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY", "MIST
 class NatsHandle:
     """A NATS server that tests can stop and start again on the same port and store."""
 
-    def __init__(self, data_dir: Path, log_dir: Path) -> None:
+    def __init__(self, data_dir: Path, log_dir: Path, supervisor: Supervisor) -> None:
         self._data_dir = data_dir
         self._log_dir = log_dir
+        self._supervisor = supervisor
         self._container = None
         self._proc: ManagedProcess | None = None
         self.port = free_port()
@@ -59,13 +66,19 @@ class NatsHandle:
             self._container.start()
             wait_port("127.0.0.1", self.port, 30)
         else:
-            self._proc = start_nats(self._data_dir, self.port, self._log_dir)
+            self._proc = self._supervisor.add(start_nats(self._data_dir, self.port, self._log_dir))
 
     def stop(self) -> None:
+        """Stop it and keep it down until `start()`."""
         if self._container is not None:
             self._container.stop()
         elif self._proc is not None:
             self._proc.stop()
+
+    def crash(self) -> None:
+        """SIGKILL it as a crash would: the supervisor restarts it on the same port and store."""
+        assert self._proc is not None, "a NATS container is not supervised"
+        self._proc.crash()
 
 
 @dataclass
@@ -75,6 +88,7 @@ class Cluster:
     nats: NatsHandle
     sim_url: str
     admin_key: str
+    supervisor: Supervisor
     edge_ports: list[int] = field(default_factory=list)
     edges: list[ManagedProcess] = field(default_factory=list)
     routers: list[ManagedProcess] = field(default_factory=list)
@@ -105,42 +119,47 @@ class Cluster:
     def start_router(self, log_level: str = "info") -> ManagedProcess:
         port = free_port()
         env = {**self.env, "SWITCHBOARD_ROUTER_HEALTH_PORT": str(port), "SWITCHBOARD_LOG_LEVEL": log_level}
-        proc = start_module(f"router-{len(self.routers)}", "services.router", env, self.log_dir)
-        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 30, proc.popen)
+        proc = self._start(f"router-{len(self.routers)}", "services.router", env, port)
         self.routers.append(proc)
         return proc
 
     def start_ledger(self) -> ManagedProcess:
         port = free_port()
         env = {**self.env, "SWITCHBOARD_LEDGER_HEALTH_PORT": str(port)}
-        proc = start_module(f"ledger-{len(self.ledgers)}", "services.ledger", env, self.log_dir)
-        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 30, proc.popen)
+        proc = self._start(f"ledger-{len(self.ledgers)}", "services.ledger", env, port)
         self.ledgers.append(proc)
         return proc
 
     def start_jobs(self) -> ManagedProcess:
         port = free_port()
         env = {**self.env, "SWITCHBOARD_JOBS_HEALTH_PORT": str(port)}
-        proc = start_module(f"jobs-{len(self.jobs)}", "services.jobs", env, self.log_dir)
-        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 30, proc.popen)
+        proc = self._start(f"jobs-{len(self.jobs)}", "services.jobs", env, port)
         self.jobs.append(proc)
         return proc
 
     def start_webhooks(self) -> ManagedProcess:
         port = free_port()
         env = {**self.env, "SWITCHBOARD_WEBHOOKS_HEALTH_PORT": str(port)}
-        proc = start_module(f"webhooks-{len(self.webhooks)}", "services.webhooks", env, self.log_dir)
-        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 30, proc.popen)
+        proc = self._start(f"webhooks-{len(self.webhooks)}", "services.webhooks", env, port)
         self.webhooks.append(proc)
         return proc
 
     def start_edge(self) -> ManagedProcess:
         port = free_port()
         env = {**self.env, "SWITCHBOARD_HTTP_PORT": str(port)}
-        proc = start_module(f"edge-{len(self.edges)}", "services.edge", env, self.log_dir)
-        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 30, proc.popen)
+        proc = self._start(f"edge-{len(self.edges)}", "services.edge", env, port)
         self.edges.append(proc)
         self.edge_ports.append(port)
+        return proc
+
+    def _start(self, name: str, module: str, env: dict[str, str], health_port: int) -> ManagedProcess:
+        """Start a service under the supervisor; one that fails to get ready fails the test at once."""
+        proc = self.supervisor.add(start_module(name, module, env, self.log_dir))
+        try:
+            wait_http_ok(f"http://127.0.0.1:{health_port}/readyz", 30, proc.popen)
+        except Exception:
+            proc.stop()
+            raise
         return proc
 
     def sim_journal(self) -> list[dict[str, object]]:
@@ -154,6 +173,7 @@ class Cluster:
             wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout_s)
 
     def stop(self) -> None:
+        self.supervisor.stop_background()
         for proc in [*self.edges, *self.jobs, *self.webhooks, *self.routers, *self.ledgers, *self.others]:
             proc.stop(timeout_s=5)
         self.nats.stop()
@@ -162,12 +182,14 @@ class Cluster:
 def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | None = None) -> Cluster:
     root = Path(tempfile.mkdtemp(prefix="switchboard-test-"))
     log_dir = root / "logs"
-    nats = NatsHandle(root, log_dir)
+    supervisor = Supervisor(root / "supervisor.json", log_dir / "supervisor.log")
+    supervisor.start_background()
+    nats = NatsHandle(root, log_dir, supervisor)
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     base_env = {k: v for k, v in os.environ.items() if k not in PROVIDER_KEY_VARS}
-    sim = start_module("upstream_sim", "tools.upstream_sim",
-                       {**base_env, "SIM_PORT": str(sim_port), "SIM_API_KEY": UPSTREAM_KEY}, log_dir)
+    sim = supervisor.add(start_module("upstream_sim", "tools.upstream_sim",
+                                      {**base_env, "SIM_PORT": str(sim_port), "SIM_API_KEY": UPSTREAM_KEY}, log_dir))
     wait_http_ok(f"{sim_url}/healthz", 20, sim.popen)
     config = root / "switchboard.toml"
     # A provider declared in the config file, as users add vLLM/Ollama/...
@@ -202,6 +224,7 @@ def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | 
         "SWITCHBOARD_ADMIN_KEY": admin_key,
         "SWITCHBOARD_CONFIG": str(config),
         "SWITCHBOARD_DATA_DIR": str(root),
+        SUPERVISOR_STATUS_ENV: str(supervisor.status_path),
         "SWITCHBOARD_ROUTER_READ_TIMEOUT_S": str(ROUTER_READ_TIMEOUT_S),
         "SWITCHBOARD_REQUEST_TIMEOUT_S": str(EDGE_TIMEOUT_S),
         "SWITCHBOARD_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
@@ -226,7 +249,7 @@ def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | 
         "FAL_BASE_URL": f"{sim_url}/fal",
         **(extra_env or {}),
     }
-    cluster = Cluster(root, env, nats, sim_url, admin_key, others=[sim])
+    cluster = Cluster(root, env, nats, sim_url, admin_key, supervisor, others=[sim])
     try:
         cluster.start_ledger()
         for _ in range(routers):

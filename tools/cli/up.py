@@ -1,12 +1,17 @@
-"""`switchboard up`: NATS, every service and (optionally) the simulator on one machine."""
+"""`switchboard up`: NATS, every service and (optionally) the simulator on one machine, supervised."""
 
 import os
 import signal
+import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from libs.contracts.keys import mint_key
-from tools.cli.processes import ManagedProcess, ensure_free, start_module, start_nats, wait_http_ok
+from libs.contracts.supervision import SUPERVISOR_STATUS_ENV
+from tools.cli.processes import ManagedProcess, ensure_free, http_ok, nats_process, port_open, start_module
+from tools.cli.supervisor import Supervisor
 
 # (name, module, health URL env var, default health port, readiness path).
 # The webhooks service takes its slot here when it arrives; each is one more line.
@@ -18,6 +23,7 @@ SERVICES: tuple[tuple[str, str, str, int, str], ...] = (
     ("edge", "services.edge", "SWITCHBOARD_HTTP_PORT", 8080, "/readyz"),
 )
 SIMULATOR_PORT = 9100
+STARTUP_PATIENCE_S = 30.0  # then say which process `up` is still waiting for
 
 
 def admin_key(data_dir: Path) -> str:
@@ -40,26 +46,32 @@ def run_up() -> int:
     env = dict(os.environ)
     env["SWITCHBOARD_DATA_DIR"] = str(data_dir)
     env["SWITCHBOARD_ADMIN_KEY"] = admin_key(data_dir)
-    started: list[ManagedProcess] = []
+    supervisor = Supervisor(data_dir / "supervisor.json", log_dir / "supervisor.log",
+                            echo=lambda line: print(line, flush=True))
+    env[SUPERVISOR_STATUS_ENV] = str(supervisor.status_path)
+    stop = _on_stop_signals()
     try:
         if not env.get("SWITCHBOARD_NATS_URL"):
             port = int(env.get("SWITCHBOARD_NATS_PORT", "4222"))
-            started.append(start_nats(data_dir, port, log_dir))
+            nats = supervisor.add(nats_process(data_dir, port, log_dir))
+            if not _wait_ready(supervisor, nats, partial(port_open, "127.0.0.1", port), stop):
+                return 0
             env["SWITCHBOARD_NATS_URL"] = f"nats://127.0.0.1:{port}"
         if env.get("SWITCHBOARD_SIMULATOR") == "1":
             sim_port = int(env.get("SWITCHBOARD_SIMULATOR_PORT", SIMULATOR_PORT))
             ensure_free(sim_port, "the simulator")
-            sim = start_module("upstream_sim", "tools.upstream_sim", {**env, "SIM_PORT": str(sim_port)}, log_dir)
-            started.append(sim)
-            wait_http_ok(f"http://127.0.0.1:{sim_port}/healthz", 20, sim.popen)
+            sim = supervisor.add(start_module("upstream_sim", "tools.upstream_sim",
+                                              {**env, "SIM_PORT": str(sim_port)}, log_dir))
+            if not _wait_ready(supervisor, sim, partial(http_ok, f"http://127.0.0.1:{sim_port}/healthz"), stop):
+                return 0
             env.setdefault("SIM_API_KEY", "sim")
             env.setdefault("SIM_BASE_URL", f"http://127.0.0.1:{sim_port}/v1")
         for name, module, port_env, default_port, path in SERVICES:
             port = int(env.get(port_env, default_port))
             ensure_free(port, name)
-            proc = start_module(name, module, env, log_dir)
-            started.append(proc)
-            wait_http_ok(f"http://127.0.0.1:{port}{path}", 30, proc.popen)
+            proc = supervisor.add(start_module(name, module, env, log_dir))
+            if not _wait_ready(supervisor, proc, partial(http_ok, f"http://127.0.0.1:{port}{path}"), stop):
+                return 0
         http_port = env.get("SWITCHBOARD_HTTP_PORT", "8080")
         print(f"\nSwitchboard is up.\n  base URL:  http://127.0.0.1:{http_port}/v1\n"
               f"  admin key: {env['SWITCHBOARD_ADMIN_KEY']}\n  logs:      {log_dir}/\n"
@@ -67,30 +79,46 @@ def run_up() -> int:
         if not any(k.endswith("_API_KEY") and env.get(k) for k in env):
             print("No provider key found (OPENAI_API_KEY, ...). To try it without one:\n"
                   "  SWITCHBOARD_SIMULATOR=1 make up   # then use model 'sim/gpt-sim'\n", flush=True)
-        print("Ctrl-C stops everything.", flush=True)
-        _wait_for_stop(started)
+        print("A process that dies is restarted. Ctrl-C stops everything.", flush=True)
+        supervisor.run_until(stop.is_set)
         return 0
-    except (RuntimeError, TimeoutError) as exc:
+    except RuntimeError as exc:
         print(f"switchboard: failed to start: {exc} (see {log_dir}/)", flush=True)
         return 1
     finally:
-        for proc in reversed(started):
-            proc.stop()
+        if stop.is_set():
+            print("\nstopping...", flush=True)
+        supervisor.stop_all()
 
 
-def _wait_for_stop(processes: list[ManagedProcess]) -> None:
-    stopping = False
+def _on_stop_signals() -> threading.Event:
+    """SIGINT (Ctrl-C) and SIGTERM are the only way to stop everything; anything else is restarted."""
+    stop = threading.Event()
 
     def on_signal(_sig: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    while not stopping:
-        for proc in processes:
-            if not proc.alive():
-                print(f"switchboard: {proc.name} exited ({proc.popen.returncode}); stopping.", flush=True)
-                return
-        time.sleep(0.2)
-    print("\nstopping...", flush=True)
+    return stop
+
+
+def _wait_ready(supervisor: Supervisor, proc: ManagedProcess, ready: Callable[[], bool],
+                stop: threading.Event) -> bool:
+    """Wait until `proc` is ready, restarting it meanwhile if it dies; False if told to stop first.
+
+    A service that cannot start keeps being retried with backoff (its reason on the terminal)
+    rather than failing the whole `up`: it may depend on something that is on its way back.
+    """
+    started = time.monotonic()
+    warned = False
+
+    def done() -> bool:
+        nonlocal warned
+        if not warned and time.monotonic() - started > STARTUP_PATIENCE_S:
+            warned = True
+            print(f"switchboard: still waiting for {proc.name} to be ready (see {proc.log_path})", flush=True)
+        return stop.is_set() or ready()
+
+    supervisor.run_until(done, interval_s=0.05)
+    return not stop.is_set()
