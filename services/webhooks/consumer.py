@@ -27,6 +27,9 @@ class PullConsumer:
         self._handle = handle
         self._ack_wait_s = ack_wait_s
         self._free = concurrency
+        # Fetch again once a batch's worth is free, not after every finished message: a pull
+        # request per message costs as much as handling it when the budget runs full.
+        self._refill = max(1, min(_BATCH, concurrency // 4))
         self._room = asyncio.Event()
         self._room.set()
         self._task: asyncio.Task[None] | None = None
@@ -62,7 +65,7 @@ class PullConsumer:
                     task = asyncio.get_running_loop().create_task(self._run(msg))
                     self._running.add(task)
                     task.add_done_callback(self._running.discard)
-                if self._free <= 0:
+                if self._free < self._refill:
                     self._room.clear()
                 backoff = 0.1
             except nats.errors.TimeoutError:
@@ -88,4 +91,5 @@ class PullConsumer:
                 log.warning("webhooks_nak_failed", error=repr(exc))
         finally:
             self._free += 1
-            self._room.set()
+            if self._free >= self._refill:
+                self._room.set()

@@ -1,8 +1,17 @@
 """Delivery records (KV sb_webhook_deliveries, `<account>.<delivery id>`): the public
-view of one event to one target, plus the task that re-queues it on a redeliver."""
+view of one event to one target, plus the task that re-queues it on a redeliver.
+
+Fan-out writes each pending record and tells the task's message which revision it got
+(header RECORD_HEADER, with the record's one timestamp): the pending record is a pure
+function of the task and that timestamp, so a first attempt can write its attempt count
+by revision straight away instead of reading the record back first. A stale header (a
+retry, a redeliver) only makes that write fail its revision check, and the record is read.
+"""
 
 import hashlib
 import time
+from collections.abc import Mapping
+from typing import Final
 
 import msgspec
 
@@ -16,6 +25,7 @@ class StoredDelivery(msgspec.Struct, kw_only=True):
 
 
 decode_stored = msgspec.json.Decoder(StoredDelivery).decode
+RECORD_HEADER: Final = "Sb-Delivery-Record"  # "<revision> <created_at>" of the pending record fan-out wrote
 
 
 def delivery_id(event_id: str, target: str) -> str:
@@ -23,9 +33,26 @@ def delivery_id(event_id: str, target: str) -> str:
     return "dlv_" + hashlib.sha256(f"{event_id}\n{target}".encode()).hexdigest()[:32]
 
 
-def pending(task: DeliveryTask) -> StoredDelivery:
-    now = time.time()
+def pending(task: DeliveryTask, now: float | None = None) -> StoredDelivery:
+    now = time.time() if now is None else now
     view = DeliveryView(id=task.delivery_id, event_id=task.event_id, event_type=task.event_type, url=task.url,
                         status="pending", attempts=0, created_at=now, updated_at=now, endpoint_id=task.endpoint_id,
                         job_id=task.job_id, sub_account_id=task.subaccount_id, next_attempt_at=now)
     return StoredDelivery(view=view, task=task)
+
+
+def record_header(stored: StoredDelivery, revision: int) -> str:
+    # repr() of a float reads back as the same float: the rebuilt record is byte for byte the stored one.
+    return f"{revision} {stored.view.created_at!r}"
+
+
+def known_record(task: DeliveryTask, headers: Mapping[str, str] | None) -> tuple[StoredDelivery, int] | None:
+    """The pending record fan-out wrote for this task and its revision, if the message says."""
+    value = (headers or {}).get(RECORD_HEADER)
+    if not value:
+        return None
+    try:
+        revision, created_at = value.split(" ")
+        return pending(task, float(created_at)), int(revision)
+    except ValueError:
+        return None

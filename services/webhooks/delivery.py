@@ -6,56 +6,45 @@ holds anything. Attempts are counted in the delivery record, not by num_delivere
 message put back because its receiver is at its concurrency bound is not an attempt.
 The record's attempt count is written before the POST, so a replica killed mid-attempt
 costs that attempt and the next replica sends attempt n+1 with the same delivery id.
+
+The hot path makes no KV reads: endpoints and secrets come from this replica's KV mirrors,
+and a first attempt writes its record by the revision fan-out reported (deliveries.py), so
+an attempt costs two KV writes (before and after) and the POST.
 """
 
 import email.utils
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
+from yarl import URL
 
 from libs.contracts.bus import webhooks as bus
 from libs.contracts.http.webhooks import DeliveryView, EndpointView
-from services.webhooks.deliveries import StoredDelivery, pending
+from libs.runtime.kv_mirror import KvMirror
+from services.webhooks.deliveries import StoredDelivery, known_record, pending
 from services.webhooks.records import Records, valid_id
 from services.webhooks.settings import WebhookSettings
 from services.webhooks.signing import delivery_headers
 from services.webhooks.signing_keys import SigningKeys
+from services.webhooks.slots import TargetSlots, target_of
 from services.webhooks.ssrf import Guard, RefusedUrl
 
 log = structlog.get_logger()
 _ERROR_CHARS = 300
+_URL_MEMO = 4096  # distinct URLs remembered (job callback URLs are unbounded: start over past this)
 
 
-class TargetSlots:
-    """At most `bound` attempts in flight to one receiver, so a slow one cannot take every slot."""
+class UrlFacts(msgspec.Struct, frozen=True):
+    """What an attempt needs to know about its URL, worked out once per URL and replica."""
 
-    def __init__(self, bound: int) -> None:
-        self._bound = bound
-        self._busy: dict[str, int] = {}
-
-    def enter(self, target: str) -> bool:
-        if self._busy.get(target, 0) >= self._bound:
-            return False
-        self._busy[target] = self._busy.get(target, 0) + 1
-        return True
-
-    def leave(self, target: str) -> None:
-        left = self._busy.get(target, 1) - 1
-        if left:
-            self._busy[target] = left
-        else:
-            self._busy.pop(target, None)
-
-
-def target_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
+    target: str  # the receiver, as TargetSlots counts it
+    refused: str | None  # why the SSRF guard refuses it without DNS, if it does
+    parsed: URL | None  # for aiohttp, which then need not parse it again
 
 
 def retry_after_s(value: str | None, now: float) -> float | None:
@@ -80,16 +69,31 @@ class Outcome(msgspec.Struct, kw_only=True):
 
 class Deliverer:
     def __init__(self, settings: WebhookSettings, session: aiohttp.ClientSession, guard: Guard,
-                 deliveries: Records[StoredDelivery], endpoints: Records[EndpointView], keys: SigningKeys,
-                 status_kv: KeyValue) -> None:
+                 deliveries: Records[StoredDelivery], endpoints: Records[EndpointView],
+                 endpoint_mirror: KvMirror[EndpointView], keys: SigningKeys, status_kv: KeyValue) -> None:
         self._settings = settings
         self._session = session
         self._guard = guard
         self._deliveries = deliveries
         self._endpoints = endpoints
+        self._mirror = endpoint_mirror
         self._keys = keys
         self._status_kv = status_kv
         self._slots = TargetSlots(settings.per_target)
+        self._urls: dict[str, UrlFacts] = {}
+
+    def _facts(self, url: str) -> UrlFacts:
+        facts = self._urls.get(url)
+        if facts is None:
+            try:
+                self._guard.check_url(url)  # depends on the URL and the fixed allow-list only
+                facts = UrlFacts(target=target_of(url), refused=None, parsed=URL(url))
+            except RefusedUrl as exc:  # malformed ones too: their own "receiver", never called
+                facts = UrlFacts(target=url, refused=str(exc), parsed=None)
+            if len(self._urls) >= _URL_MEMO:
+                self._urls.clear()
+            self._urls[url] = facts
+        return facts
 
     async def handle(self, msg: Msg) -> None:
         try:
@@ -98,44 +102,55 @@ class Deliverer:
             log.error("webhooks_bad_task", subject=msg.subject)
             await msg.term()
             return
-        found = await self._deliveries.read(task.account_id, task.delivery_id)
-        if found is None:  # its record expired or was never written: deliver from the task alone
-            await self._deliveries.create(task.account_id, task.delivery_id, pending(task))
-            found = await self._deliveries.read(task.account_id, task.delivery_id)
-            if found is None:
-                raise RuntimeError(f"delivery record {task.delivery_id} vanished")  # put back, tried again
-        stored = found[0]
-        if stored.task.round != task.round or stored.view.status != "pending":
-            await msg.ack()  # already settled, or superseded by a redeliver
-            return
+        known = known_record(task, msg.headers)
         url = task.url
         if task.endpoint_id is not None:
-            endpoint = await self._endpoints.get(task.account_id, task.endpoint_id)
+            # The mirror follows the endpoints bucket within milliseconds: no KV read per attempt.
+            endpoint = self._mirror.entries.get(Records.key(task.account_id, task.endpoint_id))
             if endpoint is None or endpoint.disabled:
-                await self._settle(task, "failed", Outcome(error="the endpoint was deleted or disabled"))
+                await self._settle(task, "failed", Outcome(error="the endpoint was deleted or disabled"), known)
                 await msg.ack()
                 return
             url = endpoint.url  # a corrected URL applies to deliveries still pending
-        target = target_of(url)
+        facts = self._facts(url)
+        target = facts.target
         if not self._slots.enter(target):
-            await msg.nak(delay=self._settings.busy_delay_s)
-            return
+            waited_from = time.monotonic()
+            if not await self._slots.wait(target):
+                await msg.nak(delay=self._settings.busy_delay_s)  # not an attempt: nothing was written
+                return
+            # The wait ate into the ack_wait margin an attempt needs (beyond its timeout): past half
+            # of it, restart the clock rather than risk a second replica sending this attempt too.
+            margin_s = self._settings.ack_wait_s - self._settings.timeout_s
+            if time.monotonic() - waited_from > margin_s / 2:
+                await msg.in_progress()
         try:
-            await self._attempt(msg, task, url, found)
+            started = await self._begin(task, url, known)
+            outcome = None if started is None else await self._post(task, facts, started[0].view.attempts)
         finally:
+            # The slot bounds requests at the receiver: it is free once the receiver has answered.
             self._slots.leave(target)
+        if started is None or outcome is None:
+            await msg.ack()  # already settled, or superseded by a redeliver
+            return
+        await self._conclude(msg, task, outcome, started)
 
-    async def _attempt(self, msg: Msg, task: bus.DeliveryTask, url: str, known: tuple[StoredDelivery, int]) -> None:
+    async def _begin(self, task: bus.DeliveryTask, url: str,
+                     known: tuple[StoredDelivery, int] | None) -> tuple[StoredDelivery, int] | None:
+        """Count the attempt in the record before the POST: a replica killed mid-attempt has spent it."""
+
         def start(view: DeliveryView) -> DeliveryView:
             return msgspec.structs.replace(view, attempts=view.attempts + 1, url=url, updated_at=time.time(),
                                            next_attempt_at=None)
 
         started = await self._change(task, start, known)
-        if started is None:
-            await msg.ack()
-            return
+        if started is None and await self._deliveries.create(task.account_id, task.delivery_id, pending(task)):
+            started = await self._change(task, start)  # its record expired or was never written: from the task
+        return started
+
+    async def _conclude(self, msg: Msg, task: bus.DeliveryTask, outcome: Outcome,
+                        started: tuple[StoredDelivery, int]) -> None:
         attempt = started[0].view.attempts
-        outcome = await self._post(task, url, attempt)
         schedule = self._settings.schedule
         if outcome.status is not None and 200 <= outcome.status < 300:
             await self._settle(task, "delivered", outcome, started)
@@ -156,16 +171,15 @@ class Deliverer:
             return
         await msg.ack()
 
-    async def _post(self, task: bus.DeliveryTask, url: str, attempt: int) -> Outcome:
-        try:
-            self._guard.check_url(url)
-        except RefusedUrl as exc:
-            return Outcome(error=str(exc), permanent=True)
+    async def _post(self, task: bus.DeliveryTask, url: UrlFacts, attempt: int) -> Outcome:
+        if url.refused is not None or url.parsed is None:
+            return Outcome(error=url.refused, permanent=True)
         now = int(time.time())
-        active = (await self._keys.get(task.account_id)).active(now)
+        active = (await self._keys.signing(task.account_id)).active(now)
         headers = delivery_headers(active, task.delivery_id, task.event_type, attempt, now, task.body)
         try:
-            async with self._session.post(url, data=task.body, headers=headers, allow_redirects=False) as response:
+            async with self._session.post(url.parsed, data=task.body, headers=headers,
+                                          allow_redirects=False) as response:
                 await response.content.read(4096)  # a little of the answer, so the connection can be reused
                 error = None if response.status < 300 else f"HTTP {response.status}"
                 return Outcome(status=response.status, error=error, retry_after=response.headers.get("Retry-After"))
@@ -180,17 +194,17 @@ class Deliverer:
 
     async def _change(self, task: bus.DeliveryTask, edit: Callable[[DeliveryView], DeliveryView],
                       known: tuple[StoredDelivery, int] | None = None) -> tuple[StoredDelivery, int] | None:
-        """Edit this round's record (None if a redeliver has started another round meanwhile)."""
+        """Edit this round's record while it is pending (None if it is absent, settled, or a
+        redeliver has started another round meanwhile)."""
+        editable = False
 
         def apply(stored: StoredDelivery) -> StoredDelivery | None:
-            if stored.task.round != task.round:
-                return None
-            return msgspec.structs.replace(stored, view=edit(stored.view))
+            nonlocal editable  # decided afresh on each try of the revision check
+            editable = stored.task.round == task.round and stored.view.status == "pending"
+            return msgspec.structs.replace(stored, view=edit(stored.view)) if editable else None
 
         changed = await self._deliveries.change_at(task.account_id, task.delivery_id, apply, known)
-        if changed is None or changed[0].task.round != task.round:
-            return None
-        return changed
+        return changed if editable else None
 
     async def _settle(self, task: bus.DeliveryTask, status: str, outcome: Outcome,
                       known: tuple[StoredDelivery, int] | None = None, next_in_s: float = 0.0) -> None:
@@ -220,4 +234,7 @@ class Deliverer:
                                            disabled_reason="the receiver answered 410 Gone")
 
         await self._endpoints.change(task.account_id, task.endpoint_id, disable)
+        # Read-your-writes for this replica's fan-out and deliveries, which read the mirror.
+        key = Records.key(task.account_id, task.endpoint_id)
+        await self._mirror.wait_until(lambda entries: (e := entries.get(key)) is None or e.disabled, 2.0)
         log.warning("webhook_endpoint_disabled", account_id=task.account_id, endpoint_id=task.endpoint_id)

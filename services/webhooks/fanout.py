@@ -7,17 +7,19 @@ delivery id, and its record is created only if absent, so an event fanned out tw
 (a replica died before acknowledging it) is delivered once.
 """
 
+import asyncio
+
 import msgspec
 import structlog
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 
 from libs.contracts import subjects
 from libs.contracts.bus import events
 from libs.contracts.bus.webhooks import DeliveryTask, encode_task
 from libs.contracts.http.webhooks import EndpointView
 from libs.runtime.kv_mirror import KvMirror
-from services.webhooks.deliveries import StoredDelivery, delivery_id, pending
+from services.webhooks.acked_publish import AckedPublisher
+from services.webhooks.deliveries import RECORD_HEADER, StoredDelivery, delivery_id, pending, record_header
 from services.webhooks.records import Records, valid_id
 
 log = structlog.get_logger()
@@ -48,9 +50,9 @@ def tasks_for(event: events.Event, endpoints: dict[str, EndpointView]) -> list[D
 
 
 class Fanout:
-    def __init__(self, js: JetStreamContext, endpoints: KvMirror[EndpointView],
+    def __init__(self, publisher: AckedPublisher, endpoints: KvMirror[EndpointView],
                  deliveries: Records[StoredDelivery]) -> None:
-        self._js = js
+        self._publisher = publisher
         self._endpoints = endpoints
         self._deliveries = deliveries
 
@@ -65,13 +67,23 @@ class Fanout:
             log.error("webhooks_bad_event_ids", event_id=event.id[:80], account_id=event.account_id[:80])
             await msg.term()
             return
-        for task in tasks_for(event, self._endpoints.entries):
-            await self.enqueue(task, fresh=True)
+        # An event's targets are independent: their round trips overlap (most events have one, which
+        # needs no task of its own). Acknowledged only once all are queued; a failure leaves the event
+        # to be fanned out again, which the ids make harmless.
+        tasks = tasks_for(event, self._endpoints.entries)
+        if len(tasks) == 1:
+            await self.enqueue(tasks[0], fresh=True)
+        elif tasks:
+            await asyncio.gather(*(self.enqueue(task, fresh=True) for task in tasks))
         await msg.ack()
 
     async def enqueue(self, task: DeliveryTask, fresh: bool) -> None:
         """Queue one task; `fresh` creates its pending record (kept if it exists: a re-fan-out)."""
+        headers = {"Nats-Msg-Id": f"{task.delivery_id}.{task.round}"}
         if fresh:
-            await self._deliveries.create(task.account_id, task.delivery_id, pending(task))
-        await self._js.publish(f"{subjects.WEBHOOKS_DELIVER_PREFIX}.{task.account_id}", encode_task(task),
-                               headers={"Nats-Msg-Id": f"{task.delivery_id}.{task.round}"}, timeout=5)
+            record = pending(task)
+            revision = await self._deliveries.create(task.account_id, task.delivery_id, record)
+            if revision is not None:  # the first attempt can then write without reading it back
+                headers[RECORD_HEADER] = record_header(record, revision)
+        await self._publisher.publish(f"{subjects.WEBHOOKS_DELIVER_PREFIX}.{task.account_id}", encode_task(task),
+                                      headers)

@@ -1,5 +1,7 @@
 """KV records with optimistic concurrency: `<account>.<id>` keys, read-modify-write
-by revision, and an account's records listed by a server-side filtered watch."""
+by revision, and an account's records listed by a server-side filtered watch.
+Creates and updates are KV writes by expected revision sent through AckedPublisher
+(the delivery hot path makes three per delivery); reads and the rest use nats-py's KV."""
 
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -7,6 +9,8 @@ from typing import Generic, TypeVar
 import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+
+from services.webhooks.acked_publish import EXPECTED_LAST_SUBJECT_SEQUENCE, AckedPublisher
 
 T = TypeVar("T", bound=msgspec.Struct)
 _encode = msgspec.json.Encoder().encode
@@ -19,21 +23,32 @@ def valid_id(id_: str) -> bool:
 
 
 class Records(Generic[T]):
-    def __init__(self, kv: KeyValue, decode: Callable[[bytes], T]) -> None:
+    def __init__(self, bucket: str, kv: KeyValue, decode: Callable[[bytes], T], writes: AckedPublisher) -> None:
         self.kv = kv
         self._decode = decode
+        self._writes = writes
+        self._subject_prefix = f"$KV.{bucket}."  # where nats-py's KV puts a bucket's keys
+
+    async def _write(self, key: str, value: bytes, last: int) -> int:
+        """Store `value` under `key` if its last revision is `last` (0: absent); the new revision."""
+        return await self._writes.publish(self._subject_prefix + key, value,
+                                          {EXPECTED_LAST_SUBJECT_SEQUENCE: str(last)})
 
     @staticmethod
     def key(account_id: str, id_: str) -> str:
         return f"{account_id}.{id_}"
 
-    async def create(self, account_id: str, id_: str, record: T) -> bool:
-        """Store `record` unless one exists; whether it was stored."""
+    async def create(self, account_id: str, id_: str, record: T) -> int | None:
+        """Store `record` unless one exists; its revision if it was stored (revisions start at 1)."""
+        key, value = self.key(account_id, id_), _encode(record)
         try:
-            await self.kv.create(self.key(account_id, id_), _encode(record))
+            return await self._write(key, value, 0)
         except KeyWrongLastSequenceError:
-            return False
-        return True
+            pass
+        try:  # present, or a deleted key's tombstone, which nats-py's create writes over
+            return await self.kv.create(key, value)
+        except KeyWrongLastSequenceError:
+            return None
 
     async def put(self, account_id: str, id_: str, record: T) -> None:
         await self.kv.put(self.key(account_id, id_), _encode(record))
@@ -73,7 +88,7 @@ class Records(Generic[T]):
             if changed is None:
                 return found
             try:
-                revision = await self.kv.update(self.key(account_id, id_), _encode(changed), last=revision)
+                revision = await self._write(self.key(account_id, id_), _encode(changed), revision)
             except KeyWrongLastSequenceError:
                 continue
             return changed, revision

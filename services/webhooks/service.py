@@ -18,13 +18,14 @@ from libs.runtime.jetstream import ensure_stream
 from libs.runtime.kv_mirror import KvMirror, open_bucket
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
 from services.webhooks import settings as settings_mod
+from services.webhooks.acked_publish import AckedPublisher
 from services.webhooks.api import WebhooksApi
 from services.webhooks.consumer import PullConsumer
 from services.webhooks.deliveries import decode_stored
 from services.webhooks.delivery import Deliverer
 from services.webhooks.fanout import Fanout
 from services.webhooks.records import Records
-from services.webhooks.signing_keys import SigningKeys
+from services.webhooks.signing_keys import SecretRecord, SigningKeys, decode_secret
 from services.webhooks.ssrf import AllowList, Guard
 
 log = structlog.get_logger()
@@ -37,31 +38,42 @@ class WebhooksService:
         self._nc: Client | None = None
         self._session: aiohttp.ClientSession | None = None
         self._mirror: KvMirror[EndpointView] = KvMirror(subjects.KV_WEBHOOK_ENDPOINTS, _decode_endpoint)
+        self._secrets: KvMirror[SecretRecord] = KvMirror(subjects.KV_WEBHOOK_SECRETS, decode_secret)
         self._consumers: list[PullConsumer] = []
         self._subscription: Subscription | None = None
+        self._writes: AckedPublisher | None = None
 
     @property
     def ready(self) -> bool:
         return (self._nc is not None and self._nc.is_connected and self._mirror.synced.is_set()
-                and all(c.subscribed for c in self._consumers))
+                and self._secrets.synced.is_set() and all(c.subscribed for c in self._consumers))
+
+    async def _resync(self) -> None:
+        await self._mirror.resync()
+        await self._secrets.resync()
 
     async def start(self) -> None:
         settings = settings_mod.load()
-        self._nc = nc = await connect_nats(nats_url(), "switchboard-webhooks", on_reconnect=self._mirror.resync)
+        self._nc = nc = await connect_nats(nats_url(), "switchboard-webhooks", on_reconnect=self._resync)
         js = nc.jetstream()
         await ensure_stream(js, streams.EVENTS)
         await ensure_stream(js, streams.WEBHOOKS)
         await self._mirror.start(js)
-        endpoints = Records(await open_bucket(js, subjects.KV_WEBHOOK_ENDPOINTS), _decode_endpoint)
-        deliveries = Records(await open_bucket(js, subjects.KV_WEBHOOK_DELIVERIES, ttl_s=settings.retention_s),
-                             decode_stored)
-        keys = SigningKeys(await open_bucket(js, subjects.KV_WEBHOOK_SECRETS), settings.secret_grace_s)
+        await self._secrets.start(js)
+        self._writes = writes = AckedPublisher(nc)
+        await writes.start()
+        endpoints = Records(subjects.KV_WEBHOOK_ENDPOINTS, await open_bucket(js, subjects.KV_WEBHOOK_ENDPOINTS),
+                            _decode_endpoint, writes)
+        deliveries = Records(subjects.KV_WEBHOOK_DELIVERIES,
+                             await open_bucket(js, subjects.KV_WEBHOOK_DELIVERIES, ttl_s=settings.retention_s),
+                             decode_stored, writes)
+        keys = SigningKeys(await open_bucket(js, subjects.KV_WEBHOOK_SECRETS), settings.secret_grace_s, self._secrets)
         guard = Guard(AllowList(settings.allow_hosts))
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=guard.resolver(), limit=settings.max_in_flight),
             timeout=aiohttp.ClientTimeout(total=settings.timeout_s), auto_decompress=False)
-        fanout = Fanout(js, self._mirror, deliveries)
-        deliverer = Deliverer(settings, self._session, guard, deliveries, endpoints, keys,
+        fanout = Fanout(writes, self._mirror, deliveries)
+        deliverer = Deliverer(settings, self._session, guard, deliveries, endpoints, self._mirror, keys,
                               await open_bucket(js, subjects.KV_WEBHOOK_STATUS))
         api = WebhooksApi(endpoints, self._mirror, deliveries, keys, guard, fanout,
                           await open_bucket(js, subjects.KV_SUBACCOUNTS), EventPublisher(js))
@@ -96,7 +108,10 @@ class WebhooksService:
                 log.warning("unsubscribe_failed", error=repr(exc))
         for consumer in self._consumers:
             await consumer.stop()
+        if self._writes is not None:
+            await self._writes.stop()
         await self._mirror.stop()
+        await self._secrets.stop()
         if self._session is not None:
             await self._session.close()
         if self._nc is not None:

@@ -1,6 +1,10 @@
 """Each account's webhook signing secret in KV sb_webhook_secrets (key `<account>`),
 created on first use; a rotation keeps the previous secret signing for a grace window.
-All of an account's sub-accounts share its secret."""
+All of an account's sub-accounts share its secret.
+
+Deliveries sign from this replica's mirror of the bucket (a KV watch), not a KV read per
+attempt: a rotation anywhere reaches every replica's mirror within milliseconds, and the
+replica that rotates waits for its own mirror before answering."""
 
 import time
 
@@ -9,6 +13,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from libs.contracts.http.webhooks import SecretView
+from libs.runtime.kv_mirror import KvMirror
 from services.webhooks.signing import new_secret
 
 
@@ -30,13 +35,20 @@ class SecretRecord(msgspec.Struct, kw_only=True):
 
 
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(SecretRecord).decode
+decode_secret = msgspec.json.Decoder(SecretRecord).decode
+_MIRROR_WAIT_S = 2.0
 
 
 class SigningKeys:
-    def __init__(self, kv: KeyValue, grace_s: float) -> None:
+    def __init__(self, kv: KeyValue, grace_s: float, mirror: KvMirror[SecretRecord]) -> None:
         self._kv = kv
         self._grace_s = grace_s
+        self._mirror = mirror
+
+    async def signing(self, account_id: str) -> SecretRecord:
+        """The record deliveries sign with: the mirror's, or KV's (created there) on an account's first use."""
+        record = self._mirror.entries.get(account_id)
+        return record if record is not None else await self.get(account_id)
 
     async def _read(self, account_id: str) -> tuple[SecretRecord, int] | None:
         try:
@@ -45,7 +57,7 @@ class SigningKeys:
             return None
         if not entry.value or entry.revision is None:
             return None
-        return _decode(entry.value), entry.revision
+        return decode_secret(entry.value), entry.revision
 
     async def get(self, account_id: str) -> SecretRecord:
         while True:
@@ -73,4 +85,10 @@ class SigningKeys:
                 await self._kv.update(account_id, _encode(record), last=revision)
             except KeyWrongLastSequenceError:
                 continue  # rotated concurrently: rotate what is there now
+            await self._mirrored(account_id, old.current)
             return record
+
+    async def _mirrored(self, account_id: str, replaced: str) -> None:
+        """Until this replica's deliveries sign with the new secret (others' mirrors follow in ms)."""
+        await self._mirror.wait_until(lambda entries: (e := entries.get(account_id)) is not None
+                                      and e.current != replaced, _MIRROR_WAIT_S)

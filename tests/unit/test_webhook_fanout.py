@@ -1,13 +1,14 @@
-"""Fan-out targets, delivery ids, Retry-After parsing, per-receiver slots and the retry schedule setting."""
+"""Fan-out targets, delivery ids and records, Retry-After parsing and the retry schedule setting."""
 
 import msgspec
 import pytest
 
 from libs.contracts.bus import events
+from libs.contracts.bus.webhooks import decode_task, encode_task
 from libs.contracts.http.webhooks import EndpointView
 from services.webhooks import settings
-from services.webhooks.deliveries import delivery_id
-from services.webhooks.delivery import TargetSlots, retry_after_s, target_of
+from services.webhooks.deliveries import RECORD_HEADER, decode_stored, delivery_id, known_record, pending, record_header
+from services.webhooks.delivery import retry_after_s
 from services.webhooks.fanout import tasks_for
 
 
@@ -51,6 +52,18 @@ def test_delivery_ids_are_stable() -> None:
     assert delivery_id("evt_2", "endpoint:we_all") != first[0].delivery_id
 
 
+def test_first_attempt_rebuilds_the_pending_record_exactly() -> None:
+    (task,) = tasks_for(_event(webhook_url="https://cb.example/job", job_id="job_1"), {})
+    stored = pending(task, now=1_700_000_000.123456789)
+    written = msgspec.json.encode(stored)
+    known = known_record(decode_task(encode_task(task)), {RECORD_HEADER: record_header(stored, 7)})
+    assert known is not None and known[1] == 7
+    assert msgspec.json.encode(known[0]) == written  # so a write by revision 7 changes only what it means to
+    assert decode_stored(written) == known[0]
+    for bad in ({}, None, {RECORD_HEADER: ""}, {RECORD_HEADER: "7"}, {RECORD_HEADER: "x 1"}, {RECORD_HEADER: "1 2 3"}):
+        assert known_record(task, bad) is None  # read the record instead
+
+
 @pytest.mark.parametrize(("value", "expected"), [
     ("5", 5.0), (" 120 ", 120.0), ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0), ("soon", None), ("", None), (None, None),
     ("-3", None), ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
@@ -58,16 +71,6 @@ def test_delivery_ids_are_stable() -> None:
 def test_retry_after(value: str | None, expected: float | None) -> None:
     now = 1445412480.0  # 2015-10-21 07:28:00 UTC
     assert retry_after_s(value, now) == expected
-
-
-def test_target_slots_bound_each_receiver() -> None:
-    slots = TargetSlots(2)
-    a, b = target_of("https://a.example/x"), target_of("https://a.example/y?z")
-    assert a == b != target_of("https://a.example:8443/x")
-    assert slots.enter(a) and slots.enter(b) and not slots.enter(a)
-    assert slots.enter(target_of("https://b.example/"))
-    slots.leave(a)
-    assert slots.enter(a)
 
 
 def test_schedule_setting(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -82,3 +82,15 @@ def measure(root: Path, count: int) -> dict[str, float]:
         replica.stop()
         server.stop()
     return {"deliveries": count, "seconds": round(seconds, 2), "deliveries_per_s": round(count / seconds)}
+
+
+def main() -> None:
+    """`python -m tools.bench.webhooks`: this bench alone (BENCH_WEBHOOK_EVENTS events, as in `make bench`)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        print(measure(Path(root), int(os.environ.get("BENCH_WEBHOOK_EVENTS", "2000"))))
+
+
+if __name__ == "__main__":
+    main()
