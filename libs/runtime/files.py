@@ -20,6 +20,7 @@ from libs.contracts.files import FileRecord
 from libs.runtime.blobs import BlobInfo, BlobStore
 from libs.runtime.env import env_int
 from libs.runtime.kv_mirror import open_bucket
+from libs.runtime.kv_scan import scan
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
@@ -110,18 +111,8 @@ class FileStore:
     async def list(self, principal: Principal) -> list[FileRecord]:
         """The caller's visible files, oldest first."""
         # A watch on the account's keys: the server filters, so the cost is this account's records.
-        watcher = await self.kv.watch(f"{principal.account_id}.*", ignore_deletes=True)
-        found: list[FileRecord] = []
-        try:
-            async for entry in watcher:
-                if entry is None:  # the end of what is stored now
-                    break
-                if entry.value:
-                    record = files.decode_record(entry.value)
-                    if files.visible_to(record, principal.account_id, principal.subaccount_id):
-                        found.append(record)
-        finally:
-            await watcher.stop()
+        found = [record async for record in scan(self.kv, f"{principal.account_id}.*", files.decode_record)
+                 if files.visible_to(record, principal.account_id, principal.subaccount_id)]
         found.sort(key=lambda r: (r.created_at, r.id))
         return found
 

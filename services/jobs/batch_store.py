@@ -16,6 +16,7 @@ from libs.contracts import subjects
 from libs.contracts.files import valid_id
 from libs.contracts.http import batches as http
 from libs.runtime.kv_mirror import open_bucket
+from libs.runtime.kv_scan import scan, scan_all
 
 LINES_TTL_S = 3 * 24 * 3600  # past any batch's window: lines of a batch nobody finished go away
 _RETRIES = 20
@@ -68,17 +69,7 @@ class BatchStore:
         raise RuntimeError(f"batch {batch_id}: too many concurrent updates")
 
     async def list(self, account_id: str) -> list[http.BatchRecord]:
-        watcher = await self._kv.watch(f"{account_id}.*", ignore_deletes=True)
-        found: list[http.BatchRecord] = []
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                if entry.value:
-                    found.append(http.decode_record(entry.value))
-        finally:
-            await watcher.stop()
-        return found
+        return await scan_all(self._kv, f"{account_id}.*", http.decode_record)
 
     async def delete(self, account_id: str, batch_id: str) -> None:
         await self._kv.delete(self._key(account_id, batch_id))
@@ -105,15 +96,8 @@ class LineStore:
 
     async def finished(self, batch_id: str) -> AsyncIterator[http.LineResult]:
         """Every line of the batch already stored (a redelivered batch skips them), one at a time."""
-        watcher = await self._kv.watch(f"{batch_id}.*", ignore_deletes=True)
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                if entry.value:
-                    yield http.decode_line(entry.value)
-        finally:
-            await watcher.stop()
+        async for line in scan(self._kv, f"{batch_id}.*", http.decode_line):
+            yield line
 
     async def purge(self, batch_id: str) -> None:
         """Forget a finished batch's lines at once (one purge of their subjects)."""

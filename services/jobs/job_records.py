@@ -11,6 +11,7 @@ from nats.js.kv import KeyValue
 
 from libs.contracts import files
 from libs.contracts.http import jobs as http
+from libs.runtime.kv_scan import scan_all
 
 _TRIES = 8
 
@@ -81,14 +82,4 @@ class JobStore:
 
     async def list(self, account_id: str) -> list[http.JobRecord]:
         # A watch on the account's keys: the server filters, so the cost is this account's jobs.
-        watcher = await self._kv.watch(f"{account_id}.*", ignore_deletes=True)
-        records: list[http.JobRecord] = []
-        try:
-            async for entry in watcher:
-                if entry is None:  # the end of what is stored now
-                    break
-                if entry.value:
-                    records.append(http.decode_record(entry.value))
-        finally:
-            await watcher.stop()
-        return records
+        return await scan_all(self._kv, f"{account_id}.*", http.decode_record)

@@ -12,6 +12,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from libs.contracts.files import valid_id
+from libs.runtime.kv_scan import scan_all
 
 T = TypeVar("T", bound=msgspec.Struct)
 _encode = msgspec.json.Encoder().encode
@@ -41,17 +42,7 @@ class Records(Generic[T]):
     async def list(self, account_id: str) -> list[T]:
         # A watch on the account's subjects: the server filters, so the cost is this account's
         # records (nats-py's keys(filters=...) would read every key and filter client-side).
-        watcher = await self._kv.watch(f"{account_id}.*", ignore_deletes=True)
-        records: list[T] = []
-        try:
-            async for entry in watcher:
-                if entry is None:  # the end of what is stored now
-                    break
-                if entry.value:
-                    records.append(self._decode(entry.value))
-        finally:
-            await watcher.stop()
-        return records
+        return await scan_all(self._kv, f"{account_id}.*", self._decode)
 
 
 def _valid_id(id_: str) -> bool:

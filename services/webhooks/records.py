@@ -10,6 +10,7 @@ import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from libs.runtime.kv_scan import scan_all
 from services.webhooks.acked_publish import EXPECTED_LAST_SUBJECT_SEQUENCE, AckedPublisher
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -98,14 +99,4 @@ class Records(Generic[T]):
         await self.kv.delete(self.key(account_id, id_))
 
     async def list(self, account_id: str) -> list[T]:
-        watcher = await self.kv.watch(f"{account_id}.*", ignore_deletes=True)
-        records: list[T] = []
-        try:
-            async for entry in watcher:
-                if entry is None:  # the end of what is stored now
-                    break
-                if entry.value:
-                    records.append(self._decode(entry.value))
-        finally:
-            await watcher.stop()
-        return records
+        return await scan_all(self.kv, f"{account_id}.*", self._decode)

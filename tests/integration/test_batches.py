@@ -136,7 +136,8 @@ def test_a_bad_input_file_fails_the_batch_naming_the_line(gateway: Cluster, cont
 
 def test_embeddings_and_responses_batches(gateway: Cluster) -> None:
     client = gateway.client()
-    embeddings = run(client, [line(f"e{i}", content=f"text {i}", url="/v1/embeddings") for i in range(3)],
+    embeddings = run(client, [line(f"e{i}", model="sim/embed-sim", content=f"text {i}", url="/v1/embeddings")
+                              for i in range(3)],
                      endpoint="/v1/embeddings")
     assert embeddings.status == "completed"
     rows = jsonl(client, embeddings.output_file_id or "")
