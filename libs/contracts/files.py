@@ -15,14 +15,8 @@ FILE_ID_PREFIX: Final = "file-"
 DEFAULT_RETENTION_S: Final = 7 * 24 * 3600  # SWITCHBOARD_FILE_RETENTION_S overrides it
 MAX_DISPLAY_NAME: Final = 255
 PURPOSES: Final = ("batch", "batch_output", "fine-tune", "assistants", "user_data", "vision", "evals")
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # A job result's file name: what `GET /v1/files/jobs/{job_id}/{filename}` serves.
 _FILENAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
-
-
-def valid_id(value: str) -> bool:
-    """An id safe to put in a KV key or object name (no `.`, `*`, `>`, spaces, non-ASCII)."""
-    return _ID.fullmatch(value) is not None
 
 
 def valid_filename(value: str) -> bool:

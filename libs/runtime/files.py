@@ -17,6 +17,7 @@ from nats.js.kv import KeyValue
 from libs.contracts import files, subjects
 from libs.contracts.bus.inference import Principal
 from libs.contracts.files import FileRecord
+from libs.contracts.ids import valid_id
 from libs.runtime.blobs import BlobInfo, BlobStore
 from libs.runtime.env import env_int
 from libs.runtime.kv_mirror import open_bucket
@@ -93,7 +94,7 @@ class FileStore:
 
     async def get(self, account_id: str, file_id: str) -> FileRecord | None:
         """The account's record, or None (unknown, or an id that could not be a key)."""
-        if not files.valid_id(file_id):
+        if not valid_id(file_id):
             return None
         try:
             entry = await self.kv.get(files.file_key(account_id, file_id))

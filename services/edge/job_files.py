@@ -15,6 +15,7 @@ from nats.js.errors import KeyNotFoundError
 from libs.contracts import errors, files
 from libs.contracts.bus.inference import Principal
 from libs.contracts.files import SignedUrl
+from libs.contracts.ids import valid_id
 from libs.runtime.blobs import BlobInfo
 from services.edge.downloads import not_found, stream_blob
 from services.edge.errors import GatewayError
@@ -71,7 +72,7 @@ async def _may_read(request: web.Request, principal: Principal, job_id: str) -> 
 async def _result(request: web.Request) -> tuple[Principal, BlobInfo, str]:
     principal = request.app[EDGE].keys.check(request.headers).principal
     job_id, filename = request.match_info["job_id"], request.match_info["filename"]
-    if not files.valid_id(job_id) or not files.valid_filename(filename):
+    if not valid_id(job_id) or not files.valid_filename(filename):
         raise not_found("job result")
     if not await _may_read(request, principal, job_id):
         raise not_found("job result")
@@ -99,7 +100,7 @@ async def signed_job_result(request: web.Request) -> web.StreamResponse:
     """Key-less: the signature is the authority (it covers account, job, file name and expiry)."""
     job_id, filename = request.match_info["job_id"], request.match_info["filename"]
     account_id = check_signature(request, KIND_JOB, job_id, filename)
-    if not files.valid_id(job_id) or not files.valid_filename(filename):
+    if not valid_id(job_id) or not files.valid_filename(filename):
         raise not_found("job result")
     info = await request.app[EDGE].blobs.info(files.job_object_name(account_id, job_id, filename))
     if info is None:

@@ -13,8 +13,8 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFound
 from nats.js.kv import KeyValue
 
 from libs.contracts import subjects
-from libs.contracts.files import valid_id
 from libs.contracts.http import batches as http
+from libs.contracts.ids import valid_id
 from libs.runtime.kv_mirror import open_bucket
 from libs.runtime.kv_scan import scan, scan_all
 

@@ -9,8 +9,8 @@ import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from libs.contracts import files
 from libs.contracts.http import jobs as http
+from libs.contracts.ids import valid_id
 from libs.runtime.kv_scan import scan_all
 
 _TRIES = 8
@@ -38,7 +38,7 @@ class JobStore:
 
     async def get(self, account_id: str, job_id: str) -> Versioned | None:
         # A client's id reaches a KV key only once checked: `.`, `*`, `>` would widen it.
-        if not files.valid_id(job_id) or not files.valid_id(account_id):
+        if not valid_id(job_id) or not valid_id(account_id):
             return None
         try:
             entry = await self._kv.get(key_of(account_id, job_id))

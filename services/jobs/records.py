@@ -11,7 +11,7 @@ import msgspec
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from libs.contracts.files import valid_id
+from libs.contracts.ids import valid_id
 from libs.runtime.kv_scan import scan_all
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -31,7 +31,7 @@ class Records(Generic[T]):
         await self._kv.put(self._key(account_id, id_), _encode(record))
 
     async def get(self, account_id: str, id_: str) -> T | None:
-        if not _valid_id(id_):
+        if not valid_id(id_):
             return None
         try:
             entry = await self._kv.get(self._key(account_id, id_))
@@ -43,9 +43,3 @@ class Records(Generic[T]):
         # A watch on the account's subjects: the server filters, so the cost is this account's
         # records (nats-py's keys(filters=...) would read every key and filter client-side).
         return await scan_all(self._kv, f"{account_id}.*", self._decode)
-
-
-def _valid_id(id_: str) -> bool:
-    # A path id goes into a KV key: anything that could widen it into another subject (or that
-    # NATS refuses in a subject, such as non-ASCII) is refused.
-    return valid_id(id_)

@@ -16,7 +16,7 @@ import msgspec
 import structlog
 from nats.js.errors import NotFoundError
 
-from libs.contracts import files
+from libs.contracts.ids import valid_id
 from libs.runtime.env import env_float
 from libs.runtime.files import FileStore, retention_s
 from services.jobs.kinds import ApiOp, JobsContext
@@ -119,6 +119,6 @@ class Retention:
         """No record (checked again now: the set above may predate a record written since)."""
         assert self._files is not None
         parts = name.split("/")
-        if len(parts) != 3 or not files.valid_id(parts[2]):
+        if len(parts) != 3 or not valid_id(parts[2]):
             return False  # not a name this store writes: leave it alone
         return await self._files.get(parts[1], parts[2]) is None

@@ -39,8 +39,9 @@ from libs.contracts.bus.longrun import (
 )
 from libs.contracts.bus.usage import UsageEvent
 from libs.contracts.errors import ErrorBody
-from libs.contracts.files import job_object_name, valid_id
+from libs.contracts.files import job_object_name
 from libs.contracts.http.chat import AUTO_MODEL
+from libs.contracts.ids import valid_id
 from libs.runtime.blobs import BlobStore, TooLarge
 from libs.runtime.logs import trace_id_of
 from services.router.catalog import Catalog, Plan, RouteError

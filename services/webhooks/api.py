@@ -20,11 +20,12 @@ from libs.contracts.bus import webhooks as bus
 from libs.contracts.bus.inference import Failure, Reply
 from libs.contracts.errors import ErrorBody
 from libs.contracts.http import webhooks as http
+from libs.contracts.ids import valid_id
 from libs.runtime.events import EventPublisher
 from libs.runtime.kv_mirror import KvMirror
 from services.webhooks.deliveries import StoredDelivery
 from services.webhooks.fanout import Fanout
-from services.webhooks.records import Records, valid_id
+from services.webhooks.records import Records
 from services.webhooks.signing_keys import SigningKeys
 from services.webhooks.ssrf import Guard, RefusedUrl
 

@@ -25,9 +25,10 @@ from yarl import URL
 
 from libs.contracts.bus import webhooks as bus
 from libs.contracts.http.webhooks import DeliveryView, EndpointView
+from libs.contracts.ids import valid_id
 from libs.runtime.kv_mirror import KvMirror
 from services.webhooks.deliveries import StoredDelivery, known_record, pending
-from services.webhooks.records import Records, valid_id
+from services.webhooks.records import Records
 from services.webhooks.settings import WebhookSettings
 from services.webhooks.signing import delivery_headers
 from services.webhooks.signing_keys import SigningKeys

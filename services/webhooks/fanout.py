@@ -17,10 +17,11 @@ from libs.contracts import subjects
 from libs.contracts.bus import events
 from libs.contracts.bus.webhooks import DeliveryTask, encode_task
 from libs.contracts.http.webhooks import EndpointView
+from libs.contracts.ids import valid_id
 from libs.runtime.kv_mirror import KvMirror
 from services.webhooks.acked_publish import AckedPublisher
 from services.webhooks.deliveries import RECORD_HEADER, StoredDelivery, delivery_id, pending, record_header
-from services.webhooks.records import Records, valid_id
+from services.webhooks.records import Records
 
 log = structlog.get_logger()
 _encode_payload = msgspec.json.Encoder().encode

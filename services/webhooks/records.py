@@ -10,17 +10,13 @@ import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from libs.contracts.ids import valid_id
 from libs.runtime.kv_scan import scan_all
 from services.webhooks.acked_publish import EXPECTED_LAST_SUBJECT_SEQUENCE, AckedPublisher
 
 T = TypeVar("T", bound=msgspec.Struct)
 _encode = msgspec.json.Encoder().encode
 _CAS_TRIES = 10
-
-
-def valid_id(id_: str) -> bool:
-    # A client's id goes into a KV key: anything that could widen it into another subject is refused.
-    return bool(id_) and len(id_) <= 64 and all(c.isascii() and (c.isalnum() or c in "_-") for c in id_)
 
 
 class Records(Generic[T]):

@@ -4,6 +4,7 @@ import pytest
 
 from libs.contracts import files
 from libs.contracts.files import FileRecord
+from libs.contracts.ids import valid_id
 from services.jobs.retention import mtime_of
 
 
@@ -21,7 +22,7 @@ def test_display_name_is_bounded() -> None:
 
 @pytest.mark.parametrize("bad", ["à", "a.b", "*", ">", "a b", "x" * 65, ""])
 def test_invalid_ids(bad: str) -> None:
-    assert not files.valid_id(bad)
+    assert not valid_id(bad)
 
 
 @pytest.mark.parametrize(("name", "ok"), [("output.mp4", True), ("a-b_c.glb", True), ("..", False),
