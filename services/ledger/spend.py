@@ -1,6 +1,7 @@
 """Month-to-date spend per sub-account, published for the edges to enforce caps.
 
-After each stored batch the ledger recomputes, in the store, the month's spend
+After each stored batch the ledger reads, from the store's running daily
+aggregate (so the cost is the month's days, not its requests), the month's spend
 of the sub-accounts the batch touched and publishes it to the KV bucket
 `sb_spend`; every edge mirrors that bucket and answers 402 once a sub-account
 is at its cap. `subaccount.spend.exceeded` is emitted once per crossing (a new

@@ -2,7 +2,8 @@
 
 An account has a wallet once it is first topped up. After each stored batch
 the ledger recomputes the balance of the accounts the batch touched (credits
-minus spend since the first top-up, summed in the store) and publishes it in
+minus spend since the first top-up: the store's daily aggregate for whole days,
+its events in time order for the rest of the top-up's day) and publishes it in
 the KV bucket `sb_wallets`; edges refuse an exhausted account with 402.
 `balance.low` and `balance.exhausted` fire once per crossing; a top-up that
 lifts the balance back re-arms them.

@@ -5,6 +5,15 @@ ascending, the q-th percentile is the value at 1-based rank ceil(q * n / 100).
 The rank is computed in integer arithmetic, ``(q * n + 99) // 100``, so neither
 dialect's floating point can move it. It is always a latency that really
 occurred, never an interpolation.
+
+Spend totals (caps, budgets, wallets) come from running aggregates, not from
+the usage rows: each dialect keeps `spend_daily`, one row per (account,
+grouping, key, UTC day) holding the day's cost, maintained as rows are
+inserted (SQLite: a trigger in the insert's transaction; ClickHouse: a
+materialized view into a SummingMergeTree). A month-to-date total then reads
+at most 31 rows per key, however many requests the month had. A `since` that
+is not a day start (a wallet's first top-up) takes its whole days from the
+aggregate and the rest of its first day from the usage rows.
 """
 
 from typing import Any, Literal, Protocol, get_args
@@ -19,6 +28,7 @@ SpendBy = Literal["subaccount", "tag"]
 _GROUP_BYS: frozenset[str] = frozenset(get_args(GroupBy))
 _BUCKETS: frozenset[str] = frozenset(get_args(Bucket))
 _SPEND_BYS: frozenset[str] = frozenset(get_args(SpendBy))
+DAY_MS = 86_400_000
 
 
 class UsageStore(Protocol):
@@ -38,7 +48,16 @@ class UsageStore(Protocol):
 
     async def report(self, query: ReportQuery) -> list[ReportRow]: ...
 
-    async def spend_since(self, account_id: str, since_ms: int, by: SpendBy) -> dict[str | None, int]: ...
+    async def spend_since(self, account_id: str, since_ms: int, by: SpendBy) -> dict[str | None, int]:
+        """Cost per sub-account or tag of events at or after `since_ms`, from the running aggregates;
+        keys whose total is 0 are left out."""
+        ...
+
+    async def spend_from_events(self, account_id: str, from_ms: int, to_ms: int,
+                                by: SpendBy) -> dict[str | None, int]:
+        """The same totals for [from_ms, to_ms), summed over the usage rows themselves: the part of a
+        day the aggregates cannot split, and the reference they must equal (tests, bench)."""
+        ...
 
     async def insert_snapshots(self, snapshots: list[Snapshot]) -> int:
         """Store request snapshots, idempotent on request_id; returns how many were new where the dialect can tell."""
@@ -66,10 +85,34 @@ def report_params(query: ReportQuery) -> dict[str, Any]:
     return msgspec.structs.asdict(query)
 
 
-def spend_params(account_id: str, since_ms: int, by: SpendBy) -> dict[str, Any]:
+def spend_params(account_id: str, from_ms: int, to_ms: int, by: SpendBy) -> dict[str, Any]:
+    """The bound parameters of SPEND_DAYS and SPEND_EVENTS, in both dialects."""
     if by not in _SPEND_BYS:
         raise ValueError(f"unknown spend grouping {by!r}")
-    return {"account_id": account_id, "since_ms": since_ms, "by": by}
+    return {"account_id": account_id, "from_ms": from_ms, "to_ms": to_ms, "by": by}
+
+
+def day_start_sql(ts: str) -> str:
+    """SQL for the UTC day start of the unix-ms expression `ts`, the same text in both dialects.
+
+    Both take `%` with the dividend's sign, so this floors negative times too
+    (plain `ts - ts % DAY` would move them up a day, past a `since` of 0)."""
+    return f"{ts} - ({ts} % {DAY_MS} + {DAY_MS}) % {DAY_MS}"
+
+
+def first_whole_day(since_ms: int) -> int:
+    """The start of the first UTC day that lies wholly at or after `since_ms`."""
+    return -(-since_ms // DAY_MS) * DAY_MS
+
+
+def spend_totals(*parts: Any) -> dict[str | None, int]:
+    """(key, cost) rows from one or more queries, added up by key; zero totals are dropped, as
+    SummingMergeTree drops all-zero rows when it merges, so both dialects answer alike."""
+    totals: dict[str | None, int] = {}
+    for rows in parts:
+        for key, spent in rows:
+            totals[key] = totals.get(key, 0) + int(spent)
+    return {key: spent for key, spent in totals.items() if spent}
 
 
 def to_report_rows(rows: Any) -> list[ReportRow]:

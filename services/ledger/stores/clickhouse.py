@@ -14,6 +14,22 @@ sort key's prefix. Inserts also carry an insert_deduplication_token made from
 the batch's request ids, so a retried batch is dropped whole by the server
 before it ever becomes a part to merge.
 
+The spend aggregate (base.py) is a SummingMergeTree fed by a materialized view.
+A view sees every block inserted into usage_events, a duplicate included: the
+raw table's replacing happens later, in merges the view never sees, and a
+block dropped by its dedup token still reaches the view on current servers.
+So the insert path itself keeps duplicates out: insert() first asks which of
+the batch's request ids are already stored (primary-key lookups, no FINAL:
+any physical row counts) and inserts only the others. That covers every
+redelivery this service produces, since one replica inserts its batches one
+at a time. It leaves one race: two replicas inserting the same new id at the
+same moment, which needs a batch redelivered to a second replica while the
+first is still inside its insert (longer than ingest.ACK_WAIT_S). The raw rows
+still collapse under FINAL; the aggregate would count that event twice. The
+aggregate is read with sum() ... GROUP BY, so parts not yet summed by a merge
+add up exactly, with no FINAL. A second view keeps spend_by_time, the costed
+events ordered by time, for the part of a day the aggregate cannot split.
+
 Percentiles are nearest-rank (base.py) and picked from the sorted latencies.
 quantileExactLow(0.5) agrees with nearest-rank, but no quantileExact* variant
 does at 0.95: they take rank floor(q * n) + 1, one too high whenever 0.95 * n
@@ -30,19 +46,23 @@ import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import clickhouse_connect
 import msgspec
 from clickhouse_connect.driver.binding import quote_identifier
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from libs.contracts.bus.snapshots import Snapshot
 from libs.contracts.bus.usage import ReportQuery, ReportRow, UsageEvent
 from services.ledger.stores.base import (
     SpendBy,
+    day_start_sql,
+    first_whole_day,
     report_params,
     spend_params,
+    spend_totals,
     to_event,
     to_report_rows,
     to_snapshot,
@@ -118,6 +138,97 @@ SCHEMA: tuple[str, ...] = (
     """,
 )
 
+# The running spend aggregate, the twin of SPEND_DAILY in sqlite.py. The sort key is
+# the key columns (a merge sums rows with equal keys); allow_nullable_key lets NULL,
+# no sub-account or untagged, be a key of its own. Created without IF NOT EXISTS:
+# the one ledger whose CREATE succeeds backfills it (see ClickHouseUsageStore.open).
+SPEND_DAILY = """
+CREATE TABLE spend_daily (
+    account_id String,
+    spend_by LowCardinality(String),
+    spend_key Nullable(String),
+    day_ms Int64,
+    cost_micros Int64
+)
+ENGINE = SummingMergeTree(cost_micros)
+ORDER BY (account_id, spend_by, day_ms, spend_key)
+SETTINGS allow_nullable_key = 1
+"""
+
+# One aggregate row per grouping for each event: ARRAY JOIN makes the sub-account
+# row and the tag row, as the two VALUES rows of the SQLite trigger do; GROUP BY
+# pre-sums the block. The view fills columns by name, so the sum keeps the column's
+# name, and HAVING (not WHERE, where that alias would be an aggregate) leaves zeros out.
+_SPEND_ROWS = f"""
+SELECT account_id, spend_by, if(spend_by = 'tag', tag, subaccount_id) AS spend_key,
+       {day_start_sql("ts_ms")} AS day_ms, sum(cost_micros) AS cost_micros
+FROM {{source}}
+ARRAY JOIN ['subaccount', 'tag'] AS spend_by
+GROUP BY account_id, spend_by, spend_key, day_ms
+HAVING cost_micros != 0
+"""
+
+SPEND_DAILY_FEED = (
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS spend_daily_feed TO spend_daily AS "
+    + _SPEND_ROWS.format(source="usage_events")
+)
+
+# FINAL: rows stored before the aggregate existed may still hold unmerged duplicates.
+SPEND_DAILY_BACKFILL = (
+    "INSERT INTO spend_daily (account_id, spend_by, spend_key, day_ms, cost_micros) "
+    + _SPEND_ROWS.format(source="usage_events FINAL")
+)
+
+# The costed events in time order, for the part of a day the aggregate cannot split (a
+# wallet's first day). usage_events is ordered by request id, so a time range there reads
+# the account's whole month; SQLite has an index on (account_id, ts_ms) for this instead.
+# Fed like the aggregate, so it too holds each event once (see above), and no FINAL.
+SPEND_BY_TIME = """
+CREATE TABLE spend_by_time (
+    account_id String,
+    ts_ms Int64,
+    subaccount_id Nullable(String),
+    tag Nullable(String),
+    cost_micros Int64
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(toDateTime(intDiv(ts_ms, 1000), 'UTC'))
+ORDER BY (account_id, ts_ms)
+"""
+_BY_TIME_ROWS = "SELECT account_id, ts_ms, subaccount_id, tag, cost_micros FROM {source} WHERE cost_micros != 0"
+SPEND_BY_TIME_FEED = (
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS spend_by_time_feed TO spend_by_time AS "
+    + _BY_TIME_ROWS.format(source="usage_events")
+)
+SPEND_BY_TIME_BACKFILL = (
+    "INSERT INTO spend_by_time (account_id, ts_ms, subaccount_id, tag, cost_micros) "
+    + _BY_TIME_ROWS.format(source="usage_events FINAL")
+)
+
+
+class Derived(NamedTuple):
+    """A table that a materialized view keeps from usage_events, added by ClickHouseUsageStore._add_derived."""
+
+    table: str
+    create: str
+    view: str
+    feed: str
+    backfill: str
+
+
+# In the order they are added; SQLite adds its aggregate in schema step 3.
+DERIVED: tuple[Derived, ...] = (
+    Derived("spend_daily", SPEND_DAILY, "spend_daily_feed", SPEND_DAILY_FEED, SPEND_DAILY_BACKFILL),
+    Derived("spend_by_time", SPEND_BY_TIME, "spend_by_time_feed", SPEND_BY_TIME_FEED, SPEND_BY_TIME_BACKFILL),
+)
+
+# Which of a batch's events are already stored: the dedup before the insert (see above).
+STORED_IDS = """
+SELECT DISTINCT account_id, request_id
+FROM usage_events
+WHERE account_id IN {account_ids:Array(String)} AND request_id IN {request_ids:Array(String)}
+"""
+
 # JSONEachRow matches fields by name, and ClickHouse's JSON parser does the
 # escaping, so no value is ever spliced into SQL text.
 INSERT = f"INSERT INTO usage_events ({', '.join(COLUMNS)}) FORMAT JSONEachRow"
@@ -165,10 +276,27 @@ GROUP BY bucket_start_ms, grp
 ORDER BY bucket_start_ms ASC NULLS FIRST, grp ASC NULLS FIRST
 """
 
-SPEND_SINCE = """
+# Whole days of spend from the aggregate: reads days x keys rows, not the month's events.
+SPEND_DAYS = """
+SELECT spend_key, sum(cost_micros) AS spent
+FROM spend_daily
+WHERE account_id = {account_id:String} AND spend_by = {by:String} AND day_ms >= {from_ms:Int64}
+GROUP BY spend_key
+"""
+
+# The same sums over the usage rows: the aggregate's reference (tests, bench).
+SPEND_EVENTS = """
 SELECT CASE {by:String} WHEN 'tag' THEN tag ELSE subaccount_id END AS spend_key, sum(cost_micros) AS spent
 FROM usage_events FINAL
-WHERE account_id = {account_id:String} AND ts_ms >= {since_ms:Int64}
+WHERE account_id = {account_id:String} AND ts_ms >= {from_ms:Int64} AND ts_ms < {to_ms:Int64}
+GROUP BY spend_key
+"""
+
+# Part of a day, read in time order (SPEND_BY_TIME); in SQLite the same text as SPEND_EVENTS.
+SPEND_PART_DAY = """
+SELECT CASE {by:String} WHEN 'tag' THEN tag ELSE subaccount_id END AS spend_key, sum(cost_micros) AS spent
+FROM spend_by_time
+WHERE account_id = {account_id:String} AND ts_ms >= {from_ms:Int64} AND ts_ms < {to_ms:Int64}
 GROUP BY spend_key
 """
 
@@ -297,12 +425,45 @@ class ClickHouseUsageStore:
             client.use_database(database)
             for statement in SCHEMA:
                 await client.command(statement)
+            for derived in DERIVED:
+                await self._add_derived(client, derived)
         except BaseException:
             await client.close()
             raise
         self._insert_settings = {name: value for name, value in _INSERT_SETTINGS if client.knows_setting(name)}
         self._dedup_token = client.knows_setting("insert_deduplication_token")
         self._client = client
+
+    @staticmethod
+    async def _add_derived(client: _Client, derived: "Derived") -> None:
+        """Create a table fed by a view from usage_events and backfill it from the rows already stored, once.
+
+        The plain CREATE is the claim: of several ledgers starting together exactly
+        one creates the table, and only that one backfills. The view exists before the
+        backfill's SELECT takes its snapshot, so no row is left out; a row that another,
+        older ledger inserts in the milliseconds between them is counted twice, so an
+        upgrade that must be exact to the micro-dollar pauses ingestion (scale ledgers to
+        one) while the first upgraded ledger starts. A failed backfill drops both again,
+        so the next start redoes it; only a ledger killed in the middle of one leaves the
+        table short (DROP the view and the table, and the next start redoes it).
+        """
+        if int((await client.rows(f"EXISTS TABLE {derived.table}", {}))[0][0]):
+            await client.command(derived.feed)  # a no-op unless a claimant died before creating it
+            return
+        try:
+            await client.command(derived.create)
+        except DatabaseError as exc:
+            if "TABLE_ALREADY_EXISTS" not in str(exc):
+                raise
+            await client.command(derived.feed)
+            return  # another ledger won the claim and backfills
+        try:
+            await client.command(derived.feed)
+            await client.command(derived.backfill)
+        except BaseException:
+            await client.command(f"DROP VIEW IF EXISTS {derived.view}")
+            await client.command(f"DROP TABLE IF EXISTS {derived.table}")
+            raise
 
     async def close(self) -> None:
         if self._client is not None:
@@ -321,16 +482,23 @@ class ClickHouseUsageStore:
         return settings
 
     async def insert(self, events: list[UsageEvent]) -> int:
-        """Returns the batch's distinct request ids: whether one was already stored
-        is only known after a merge or a FINAL read, which an insert should not pay for."""
+        """Inserts only the events not stored yet (the spend aggregate's view must not see a
+        duplicate) and returns how many that was, as the SQLite store does."""
         unique: dict[str, UsageEvent] = {}
         for event in events:
             unique.setdefault(event.request_id, event)
         if not unique:
             return 0
-        body = msgspec.json.Encoder().encode_lines(list(unique.values()))
-        await self._conn().command(INSERT, data=body, settings=self._settings_for(list(unique)))
-        return len(unique)
+        stored = await self._conn().rows(STORED_IDS, {
+            "account_ids": sorted({event.account_id for event in unique.values()}), "request_ids": list(unique)})
+        held = {(account_id, request_id) for account_id, request_id in stored}
+        new = [event for event in unique.values() if (event.account_id, event.request_id) not in held]
+        if not new:
+            return 0
+        body = msgspec.json.Encoder().encode_lines(new)
+        # The token still drops a retry of an insert whose first attempt the check did not see.
+        await self._conn().command(INSERT, data=body, settings=self._settings_for([e.request_id for e in new]))
+        return len(new)
 
     async def generation(self, account_id: str, request_id: str, subaccount_id: str | None) -> UsageEvent | None:
         params = {"account_id": account_id, "request_id": request_id, "subaccount_id": subaccount_id}
@@ -341,8 +509,15 @@ class ClickHouseUsageStore:
         return to_report_rows(await self._conn().rows(REPORT, report_params(query)))
 
     async def spend_since(self, account_id: str, since_ms: int, by: SpendBy) -> dict[str | None, int]:
-        rows = await self._conn().rows(SPEND_SINCE, spend_params(account_id, since_ms, by))
-        return {key: int(spent) for key, spent in rows}
+        day = first_whole_day(since_ms)
+        days = await self._conn().rows(SPEND_DAYS, spend_params(account_id, day, day, by))
+        if since_ms == day:  # a month start: the aggregate alone
+            return spend_totals(days)
+        return spend_totals(days, await self._conn().rows(SPEND_PART_DAY, spend_params(account_id, since_ms, day, by)))
+
+    async def spend_from_events(self, account_id: str, from_ms: int, to_ms: int,
+                                by: SpendBy) -> dict[str | None, int]:
+        return spend_totals(await self._conn().rows(SPEND_EVENTS, spend_params(account_id, from_ms, to_ms, by)))
 
     async def insert_snapshots(self, snapshots: list[Snapshot]) -> int:
         """Like insert: counts the batch's distinct request ids, stored before or not."""

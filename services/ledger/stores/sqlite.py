@@ -17,8 +17,11 @@ from libs.contracts.bus.snapshots import Snapshot
 from libs.contracts.bus.usage import ReportQuery, ReportRow, UsageEvent
 from services.ledger.stores.base import (
     SpendBy,
+    day_start_sql,
+    first_whole_day,
     report_params,
     spend_params,
+    spend_totals,
     to_event,
     to_report_rows,
     to_snapshot,
@@ -26,6 +29,51 @@ from services.ledger.stores.base import (
 
 COLUMNS: tuple[str, ...] = UsageEvent.__struct_fields__
 SNAPSHOT_COLUMNS: tuple[str, ...] = Snapshot.__struct_fields__
+
+# The running spend aggregate (base.py): one row per (account, grouping, key, UTC day).
+# A NULL key (no sub-account, untagged) is a key like any other, but NULLs are distinct
+# in a UNIQUE index, so the index keys on (key IS NULL, ifnull(key, '')) instead: NULL
+# and '' stay apart, and each has one row. ClickHouse: SPEND_DAILY in clickhouse.py.
+SPEND_DAILY = """
+CREATE TABLE IF NOT EXISTS spend_daily (
+    account_id TEXT NOT NULL,
+    spend_by TEXT NOT NULL,
+    spend_key TEXT,
+    day_ms INTEGER NOT NULL,
+    cost_micros INTEGER NOT NULL
+)
+"""
+_SPEND_DAILY_KEY = "account_id, spend_by, day_ms, spend_key IS NULL, ifnull(spend_key, '')"
+SPEND_DAILY_INDEX = f"CREATE UNIQUE INDEX IF NOT EXISTS spend_daily_key ON spend_daily ({_SPEND_DAILY_KEY})"
+
+# Existing rows, summed once when the step that creates the aggregate runs (inside
+# open()'s IMMEDIATE transaction, so no insert falls between it and the trigger).
+SPEND_DAILY_BACKFILL = f"""
+INSERT INTO spend_daily (account_id, spend_by, spend_key, day_ms, cost_micros)
+SELECT account_id, spend_by, spend_key, day_ms, SUM(cost_micros)
+FROM (
+    SELECT account_id, 'subaccount' AS spend_by, subaccount_id AS spend_key, {day_start_sql("ts_ms")} AS day_ms,
+           cost_micros
+    FROM usage_events WHERE cost_micros <> 0
+    UNION ALL
+    SELECT account_id, 'tag', tag, {day_start_sql("ts_ms")}, cost_micros
+    FROM usage_events WHERE cost_micros <> 0
+)
+GROUP BY account_id, spend_by, spend_key, day_ms
+"""
+
+# Fed in the insert's own transaction. INSERT OR IGNORE fires AFTER INSERT only for rows
+# it really inserts, so a redelivered event (ignored by the primary key) adds nothing.
+SPEND_DAILY_FEED = f"""
+CREATE TRIGGER IF NOT EXISTS spend_daily_feed AFTER INSERT ON usage_events
+WHEN NEW.cost_micros <> 0
+BEGIN
+    INSERT INTO spend_daily (account_id, spend_by, spend_key, day_ms, cost_micros)
+    VALUES (NEW.account_id, 'subaccount', NEW.subaccount_id, {day_start_sql("NEW.ts_ms")}, NEW.cost_micros),
+           (NEW.account_id, 'tag', NEW.tag, {day_start_sql("NEW.ts_ms")}, NEW.cost_micros)
+    ON CONFLICT ({_SPEND_DAILY_KEY}) DO UPDATE SET cost_micros = cost_micros + excluded.cost_micros;
+END
+"""
 
 # Migration steps, applied in order once each and tracked by PRAGMA user_version.
 # A released step is never edited: a schema change is a new step appended here.
@@ -83,6 +131,7 @@ SCHEMA: tuple[tuple[str, ...], ...] = (
         # Retention deletes by age across every account.
         "CREATE INDEX IF NOT EXISTS snapshots_ts ON snapshots (ts_ms)",
     ),
+    (SPEND_DAILY, SPEND_DAILY_INDEX, SPEND_DAILY_BACKFILL, SPEND_DAILY_FEED),
 )
 
 # The primary key is the dedup: a replayed event is ignored, not an error.
@@ -148,12 +197,25 @@ GROUP BY bucket_start_ms, grp
 ORDER BY bucket_start_ms ASC NULLS FIRST, grp ASC NULLS FIRST
 """
 
-SPEND_SINCE = """
-SELECT CASE :by WHEN 'tag' THEN tag ELSE subaccount_id END AS spend_key, SUM(cost_micros) AS spent
-FROM usage_events
-WHERE account_id = :account_id AND ts_ms >= :since_ms
+# Whole days of spend from the aggregate: reads days x keys rows, not the month's events.
+SPEND_DAYS = """
+SELECT spend_key, SUM(cost_micros) AS spent
+FROM spend_daily
+WHERE account_id = :account_id AND spend_by = :by AND day_ms >= :from_ms
 GROUP BY spend_key
 """
+
+# The same sums over the usage rows: the aggregate's reference (tests, bench).
+SPEND_EVENTS = """
+SELECT CASE :by WHEN 'tag' THEN tag ELSE subaccount_id END AS spend_key, SUM(cost_micros) AS spent
+FROM usage_events
+WHERE account_id = :account_id AND ts_ms >= :from_ms AND ts_ms < :to_ms
+GROUP BY spend_key
+"""
+
+# Part of a day: the usage_events_account_ts index reads just that time range, so the
+# rows themselves serve (ClickHouse reads a time-ordered copy, spend_by_time).
+SPEND_PART_DAY = SPEND_EVENTS
 
 # As for usage events, the primary key makes a redelivered snapshot a no-op.
 INSERT_SNAPSHOT = f"""
@@ -252,10 +314,20 @@ class SqliteUsageStore:
             rows = await cur.fetchall()
         return to_report_rows(rows)
 
+    async def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        async with self._conn().execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
     async def spend_since(self, account_id: str, since_ms: int, by: SpendBy) -> dict[str | None, int]:
-        async with self._conn().execute(SPEND_SINCE, spend_params(account_id, since_ms, by)) as cur:
-            rows = await cur.fetchall()
-        return {key: int(spent) for key, spent in rows}
+        day = first_whole_day(since_ms)
+        days = await self._rows(SPEND_DAYS, spend_params(account_id, day, day, by))
+        if since_ms == day:  # a month start: the aggregate alone
+            return spend_totals(days)
+        return spend_totals(days, await self._rows(SPEND_PART_DAY, spend_params(account_id, since_ms, day, by)))
+
+    async def spend_from_events(self, account_id: str, from_ms: int, to_ms: int,
+                                by: SpendBy) -> dict[str | None, int]:
+        return spend_totals(await self._rows(SPEND_EVENTS, spend_params(account_id, from_ms, to_ms, by)))
 
     async def insert_snapshots(self, snapshots: list[Snapshot]) -> int:
         if not snapshots:
