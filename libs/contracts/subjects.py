@@ -27,6 +27,8 @@ LEDGER_GENERATION: Final = "sb.ledger.generation"
 LEDGER_REPORT: Final = "sb.ledger.report"
 LEDGER_ADMIN: Final = "sb.ledger.admin"  # sub-accounts and management keys
 LEDGER_SNAPSHOT: Final = "sb.ledger.snapshot"  # jobs -> ledger: one request's snapshot, for a replay
+# Edge -> ledger: lease a slice of a spend cap or prepaid balance, renew it, return it (bus/ledger.py).
+LEDGER_LEASE: Final = "sb.ledger.lease"
 
 # Long-running generations (video, music, 3D): jobs -> router request/reply (bus/longrun.py).
 # The router owns every provider call: submit, poll, fetch the result, cancel.
@@ -71,6 +73,7 @@ KV_SPEND: Final = "sb_spend"
 KV_BUDGETS: Final = "sb_budgets"
 KV_WALLETS: Final = "sb_wallets"
 KV_LEDGER_STATE: Final = "sb_ledger_state"
+KV_SPEND_LEASES: Final = "sb_spend_leases"  # sub.<sub-account> | wallet.<account> -> LeaseBook (bus/ledger.py)
 KV_PROVIDER_HEALTH: Final = "sb_provider_health"
 KV_RESPONSE_CACHE: Final = "sb_response_cache"
 KV_EVALS: Final = "sb_evals"  # <account>.<eval id> -> EvalView (http/evals.py)

@@ -1,5 +1,6 @@
 """The edge's aiohttp application: routes, startup (NATS, key mirror) and shutdown."""
 
+import asyncio
 import secrets
 import time
 
@@ -8,6 +9,7 @@ from aiohttp import web
 
 from libs.contracts import subjects
 from libs.runtime.blobs import BlobStore
+from libs.runtime.health import readiness_response
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
 from services.edge import (
     admin,
@@ -25,13 +27,17 @@ from services.edge import (
 from services.edge.auth import KeyStore
 from services.edge.errors import MAX_BODY, REQUEST_IDS, RequestIds, error_middleware
 from services.edge.idempotency import IDEMPOTENCY, Idempotency
+from services.edge.prices import Prices
 from services.edge.ratelimit import RateLimiter
 from services.edge.settings import EdgeSettings
+from services.edge.spend_caps import SpendCaps
+from services.edge.spend_leases import SpendLeases, new_edge_id
 from services.edge.state import EDGE, EdgeState
 from services.edge.tenancy import Tenancy
 
 log = structlog.get_logger()
 _BODY_HEADROOM = 64 * 1024  # bus message envelope around the client's body
+_PRICES_WAIT_S = 5.0
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -40,9 +46,7 @@ async def healthz(_: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     state = request.app[EDGE]
-    if state.nc.is_connected and state.keys.synced:
-        return web.Response(text="ready")
-    return web.Response(status=503, text="not ready")
+    return readiness_response(state.nc.is_connected and state.keys.synced)
 
 
 @web.middleware
@@ -73,11 +77,21 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     await blobs.start()
     idempotency = Idempotency()
     await idempotency.start(nc.jetstream())
+    prices = Prices(nc)
+    await prices.start()
+    try:  # the router answers in milliseconds when it is up; an edge started first estimates unknown models at 0
+        await asyncio.wait_for(prices.loaded.wait(), _PRICES_WAIT_S)
+    except TimeoutError:
+        log.warning("edge_prices_not_loaded")
+    leases = SpendLeases(nc, new_edge_id()) if settings.spend_leases else None
+    if leases is not None:
+        await leases.start()
+    spend = SpendCaps(leases, prices, tenancy, settings.reserve_output_tokens)
     # A body must fit in one bus message along with its envelope.
     max_body = min(settings.max_body_bytes, nc.max_payload - _BODY_HEADROOM)
     middlewares = [access_log_middleware, error_middleware] if settings.access_log else [error_middleware]
     app = web.Application(client_max_size=max_body, middlewares=middlewares)
-    app[EDGE] = EdgeState(settings, nc, keys, tenancy, limiter, blobs, idempotency)
+    app[EDGE] = EdgeState(settings, nc, keys, tenancy, limiter, blobs, idempotency, spend)
     app[IDEMPOTENCY] = idempotency
     app[MAX_BODY] = max_body
     app[REQUEST_IDS] = RequestIds()
@@ -104,6 +118,9 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     app.router.add_get("/readyz", readyz)
 
     async def shutdown(app: web.Application) -> None:
+        if leases is not None:
+            await leases.stop()  # before NATS goes: the other edges get the unspent slices at once
+        await prices.stop()
         await limiter.stop()
         await keys.mirror.stop()
         await tenancy.stop()

@@ -1,6 +1,7 @@
 """POST /v1/chat/completions and /v1/embeddings: authenticate, validate once,
 hand the client's original bytes to the router."""
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import msgspec
@@ -11,11 +12,13 @@ from libs.contracts.accounts import SubAccountRecord
 from libs.contracts.bus.cache import CACHE_HEADER, CACHE_MODES, DEFAULT_CACHE_MODE
 from libs.contracts.bus.inference import OP_CHAT, OP_EMBEDDINGS, DispatchMeta, InferenceRequest, Principal, encode
 from libs.contracts.bus.snapshots import SNAPSHOT_HEADER
+from libs.contracts.errors import ErrorBody
 from libs.contracts.http.chat import AUTO_MODEL, ChatCompletionRequest
 from libs.contracts.http.embeddings import EmbeddingsRequest
 from services.edge import job_calls
 from services.edge.errors import REQUEST_ID, GatewayError
 from services.edge.relay import relay_stream, reply_response, request_reply
+from services.edge.spend_leases import Hold
 from services.edge.state import EDGE, EdgeState
 from services.edge.validation import validate
 
@@ -62,22 +65,44 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if parsed.webhook_url is not None:  # async: a job whose result is the completion (202)
         return await job_calls.chat_job(request, principal, tag_of(request, sub), body, parsed)
     stream = bool(parsed.stream)
+    models = [m for m in parsed.models or [] if m != parsed.model]
     message = InferenceRequest(
         request_id=request[REQUEST_ID], operation=OP_CHAT, model=parsed.model, body=body,
         principal=principal, stream=stream,
         include_usage=bool(parsed.stream_options and parsed.stream_options.include_usage),
         tag=tag_of(request, sub), traceparent=request.headers.get("traceparent"),
-        models=[m for m in parsed.models or [] if m != parsed.model],
-        routing=_routing(request), needs=_needs(parsed) if parsed.model == AUTO_MODEL else [],
+        models=models, routing=_routing(request), needs=_needs(parsed) if parsed.model == AUTO_MODEL else [],
         cache=cache_mode(request), snapshot=snapshot_wanted(request, state, sub),
     )
-    if stream:
-        return await relay_stream(request, state.nc, subjects.INFER_CHAT, encode(message), request[REQUEST_ID],
-                                  state.settings.request_timeout_s, state.settings.stream_idle_timeout_s,
-                                  on_end=lambda meta: count_tokens(state, sub, meta))
-    reply = await request_reply(state.nc, subjects.INFER_CHAT, encode(message), state.settings.request_timeout_s)
-    count_tokens(state, sub, reply.meta)
-    return reply_response(reply, request[REQUEST_ID])
+    worst = state.spend.estimate([parsed.model, *models], body, parsed.max_completion_tokens or parsed.max_tokens,
+                                 choices=parsed.n or 1)
+    hold = await state.spend.hold(principal, sub, worst)
+    return await send(request, state, sub, hold, subjects.INFER_CHAT, message)
+
+
+async def send(request: web.Request, state: EdgeState, sub: SubAccountRecord | None, hold: Hold, subject: str,
+               message: InferenceRequest, error_event: Callable[[ErrorBody], bytes] | None = None
+               ) -> web.StreamResponse:
+    """Relay one admitted request to the router, settling its reservation with what it cost."""
+
+    def ended(meta: DispatchMeta | None) -> None:
+        hold.settle_meta(meta)
+        count_tokens(state, sub, meta)
+
+    try:
+        if message.stream:
+            # A stream that ends without its end marker leaves the hold unsettled: charged in full below.
+            return await relay_stream(request, state.nc, subject, encode(message), request[REQUEST_ID],
+                                      state.settings.request_timeout_s, state.settings.stream_idle_timeout_s,
+                                      on_end=ended, error_event=error_event)
+        reply = await request_reply(state.nc, subject, encode(message), state.settings.request_timeout_s)
+        ended(reply.meta)
+        return reply_response(reply, request[REQUEST_ID])
+    except BaseException as exc:
+        hold.settle_error(exc)
+        raise
+    finally:
+        hold.settle(None)  # no-op once settled
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
@@ -88,10 +113,8 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
         principal=principal, tag=tag_of(request, sub), traceparent=request.headers.get("traceparent"),
         cache=cache_mode(request),
     )
-    reply = await request_reply(state.nc, subjects.INFER_EMBEDDINGS, encode(message),
-                                state.settings.request_timeout_s)
-    count_tokens(state, sub, reply.meta)
-    return reply_response(reply, request[REQUEST_ID])
+    hold = await state.spend.hold(principal, sub, state.spend.estimate([parsed.model], body, 0))
+    return await send(request, state, sub, hold, subjects.INFER_EMBEDDINGS, message)
 
 
 _ROUTING = frozenset({"cost", "speed", "quality", "auto"})

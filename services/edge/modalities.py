@@ -29,7 +29,6 @@ from libs.contracts.bus.inference import (
     OP_TRANSCRIPTIONS,
     OP_TRANSLATIONS,
     InferenceRequest,
-    encode,
 )
 from libs.contracts.http.chat import AUTO_MODEL
 from libs.contracts.http.modalities import (
@@ -44,8 +43,7 @@ from libs.contracts.http.modalities import (
 )
 from libs.contracts.http.multipart import FormError, field, form_parts, is_form
 from services.edge.errors import REQUEST_ID, GatewayError
-from services.edge.inference import _routing, admit, cache_mode, count_tokens, snapshot_wanted, tag_of
-from services.edge.relay import reply_response, request_reply
+from services.edge.inference import _routing, admit, cache_mode, send, snapshot_wanted, tag_of
 from services.edge.validation import validate
 
 _decode_image = msgspec.json.Decoder(ImageGenerationRequest).decode
@@ -62,7 +60,7 @@ _VISION = ("chat", "vision")
 
 
 async def _relay(request: web.Request, operation: str, model: str, admitted: tuple[Any, ...], *,
-                 needs: Iterable[str] = (), content_type: str | None = None) -> web.Response:
+                 needs: Iterable[str] = (), content_type: str | None = None, outputs: int = 1) -> web.StreamResponse:
     state, principal, sub, body = admitted
     auto = model == AUTO_MODEL
     message = InferenceRequest(
@@ -70,9 +68,10 @@ async def _relay(request: web.Request, operation: str, model: str, admitted: tup
         tag=tag_of(request, sub), traceparent=request.headers.get("traceparent"),
         routing=(_routing(request) or "cost") if auto else None, needs=list(needs) if auto else [],
         cache=cache_mode(request), content_type=content_type, snapshot=snapshot_wanted(request, state, sub))
-    reply = await request_reply(state.nc, subjects.INFER_MODALITY, encode(message), state.settings.request_timeout_s)
-    count_tokens(state, sub, reply.meta)
-    return reply_response(reply, request[REQUEST_ID])
+    # A form's body is a file, not text: its units are the provider's to count (estimate error).
+    worst = state.spend.estimate([model], body, outputs, text_input=content_type is None)
+    hold = await state.spend.hold(principal, sub, worst)
+    return await send(request, state, sub, hold, subjects.INFER_MODALITY, message)
 
 
 def _named(model: str, kind: str) -> str:
@@ -85,19 +84,19 @@ def _named(model: str, kind: str) -> str:
 
 # OpenAI-compatible passthrough ---------------------------------------------------------------
 
-async def images_generations(request: web.Request) -> web.Response:
+async def images_generations(request: web.Request) -> web.StreamResponse:
     admitted = await admit(request)
     parsed: ImageGenerationRequest = validate(_decode_image, admitted.body)
-    return await _relay(request, OP_IMAGES, _named(parsed.model, "image"), admitted)
+    return await _relay(request, OP_IMAGES, _named(parsed.model, "image"), admitted, outputs=parsed.n or 1)
 
 
-async def audio_speech(request: web.Request) -> web.Response:
+async def audio_speech(request: web.Request) -> web.StreamResponse:
     admitted = await admit(request)
     parsed: SpeechRequest = validate(_decode_speech, admitted.body)
     return await _relay(request, OP_SPEECH, _named(parsed.model, "audio-tts"), admitted)
 
 
-async def moderations(request: web.Request) -> web.Response:
+async def moderations(request: web.Request) -> web.StreamResponse:
     admitted = await admit(request)
     parsed: ModerationRequest = validate(_decode_moderation, admitted.body)
     return await _relay(request, OP_MODERATIONS, parsed.model, admitted, needs=("moderation",))
@@ -125,7 +124,7 @@ def form_model(body: bytes, content_type: str | None, file_fields: tuple[str, ..
     return _named(model.strip(), kind)
 
 
-async def _form(request: web.Request, operation: str, file_fields: tuple[str, ...], kind: str) -> web.Response:
+async def _form(request: web.Request, operation: str, file_fields: tuple[str, ...], kind: str) -> web.StreamResponse:
     admitted = await admit(request)
     content_type = request.headers.get("Content-Type")
     if kind == "audio-stt" and (content_type or "").split(";", 1)[0].strip().lower() == "application/json":
@@ -137,33 +136,33 @@ async def _form(request: web.Request, operation: str, file_fields: tuple[str, ..
     return await _relay(request, operation, model, admitted, content_type=content_type)
 
 
-async def audio_transcriptions(request: web.Request) -> web.Response:
+async def audio_transcriptions(request: web.Request) -> web.StreamResponse:
     return await _form(request, OP_TRANSCRIPTIONS, ("file",), "audio-stt")
 
 
-async def audio_translations(request: web.Request) -> web.Response:
+async def audio_translations(request: web.Request) -> web.StreamResponse:
     return await _form(request, OP_AUDIO_TRANSLATIONS, ("file",), "audio-stt")
 
 
-async def images_edits(request: web.Request) -> web.Response:
+async def images_edits(request: web.Request) -> web.StreamResponse:
     return await _form(request, OP_IMAGE_EDITS, ("image", "image[]"), "image")
 
 
 # Utilities implemented on a chat model (services/router/utilities.py) --------------------------
 
-async def translations(request: web.Request) -> web.Response:
+async def translations(request: web.Request) -> web.StreamResponse:
     admitted = await admit(request)
     parsed: TranslationRequest = validate(_decode_translation, admitted.body)
     return await _relay(request, OP_TRANSLATIONS, parsed.model, admitted, needs=_CHAT)
 
 
-async def classifications(request: web.Request) -> web.Response:
+async def classifications(request: web.Request) -> web.StreamResponse:
     admitted = await admit(request)
     parsed: ClassificationRequest = validate(_decode_classification, admitted.body)
     return await _relay(request, OP_CLASSIFICATIONS, parsed.model, admitted, needs=_CHAT)
 
 
-async def rerank(request: web.Request) -> web.Response:
+async def rerank(request: web.Request) -> web.StreamResponse:
     admitted = await admit(request)
     parsed: RerankRequest = validate(_decode_rerank, admitted.body)
     return await _relay(request, OP_RERANK, parsed.model, admitted, needs=_CHAT)
@@ -177,12 +176,12 @@ def _image_input(body: bytes) -> ImageInputRequest:
     return parsed
 
 
-async def detections(request: web.Request) -> web.Response:
+async def detections(request: web.Request) -> web.StreamResponse:
     admitted = await admit(request)
     return await _relay(request, OP_DETECTIONS, _image_input(admitted.body).model, admitted, needs=_VISION)
 
 
-async def ocr(request: web.Request) -> web.Response:
+async def ocr(request: web.Request) -> web.StreamResponse:
     admitted = await admit(request)
     return await _relay(request, OP_OCR, _image_input(admitted.body).model, admitted, needs=_VISION)
 

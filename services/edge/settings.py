@@ -19,6 +19,10 @@ class EdgeSettings(msgspec.Struct, frozen=True):
     max_file_bytes: int = 512 * 1024 * 1024  # one uploaded file (POST /v1/files), streamed, never in memory
     public_url: str | None = None  # base of signed URLs; else the request's scheme and host
     url_signing_key: str | None = None  # else a random key kept in KV sb_gateway_secrets
+    # Reserve each request's worst-case cost on leased slices of its caps (spend_leases.py); off: the
+    # ledger's published spend alone stops a sub-account, a moment after the cap is crossed.
+    spend_leases: bool = True
+    reserve_output_tokens: int = 4096  # output reserved against a cap for a request that sets no limit
 
     @classmethod
     def load(cls, cfg: EdgeConfig) -> "EdgeSettings":
@@ -36,4 +40,6 @@ class EdgeSettings(msgspec.Struct, frozen=True):
             max_file_bytes=env_int("SWITCHBOARD_MAX_FILE_BYTES", 512 * 1024 * 1024),
             public_url=env_str("SWITCHBOARD_PUBLIC_URL", "").rstrip("/") or None,
             url_signing_key=env_str("SWITCHBOARD_URL_SIGNING_KEY", "") or None,
+            spend_leases=env_str("SWITCHBOARD_SPEND_LEASES", "1") not in ("0", "false", "no", "off"),
+            reserve_output_tokens=env_int("SWITCHBOARD_RESERVE_OUTPUT_TOKENS", 4096),
         )

@@ -10,6 +10,7 @@ from services.edge.auth import KeyStore
 from services.edge.idempotency import Idempotency
 from services.edge.ratelimit import RateLimiter
 from services.edge.settings import EdgeSettings
+from services.edge.spend_caps import SpendCaps
 from services.edge.tenancy import Tenancy
 
 
@@ -22,6 +23,7 @@ class EdgeState:
     limiter: RateLimiter
     blobs: BlobStore  # files and job results, streamed in and out by the edge itself
     idempotency: Idempotency
+    spend: SpendCaps  # worst-case reservations against caps and wallets
 
 
 EDGE = web.AppKey("edge", EdgeState)

@@ -7,13 +7,12 @@ import msgspec
 from aiohttp import web
 
 from libs.contracts import subjects
-from libs.contracts.bus.inference import OP_MESSAGES, OP_RESPONSES, InferenceRequest, encode
+from libs.contracts.bus.inference import OP_MESSAGES, OP_RESPONSES, InferenceRequest
 from libs.contracts.errors import ErrorBody
 from libs.contracts.http.messages import MessagesRequest, anthropic_error_json
 from libs.contracts.http.responses import ResponsesRequest
 from services.edge.errors import REQUEST_ID
-from services.edge.inference import admit, cache_mode, count_tokens, snapshot_wanted, tag_of
-from services.edge.relay import relay_stream, reply_response, request_reply
+from services.edge.inference import admit, cache_mode, send, snapshot_wanted, tag_of
 from services.edge.validation import validate
 
 _decode_messages = msgspec.json.Decoder(MessagesRequest).decode
@@ -38,13 +37,9 @@ async def _surface(request: web.Request, operation: str, decode: Callable[[bytes
         request_id=request[REQUEST_ID], operation=operation, model=parsed.model, body=body, principal=principal,
         stream=bool(parsed.stream), tag=tag_of(request, sub), traceparent=request.headers.get("traceparent"),
         cache=cache_mode(request), snapshot=snapshot_wanted(request, state, sub))
-    if message.stream:
-        return await relay_stream(request, state.nc, subjects.INFER_CHAT, encode(message), request[REQUEST_ID],
-                                  state.settings.request_timeout_s, state.settings.stream_idle_timeout_s,
-                                  on_end=lambda meta: count_tokens(state, sub, meta), error_event=error_event)
-    reply = await request_reply(state.nc, subjects.INFER_CHAT, encode(message), state.settings.request_timeout_s)
-    count_tokens(state, sub, reply.meta)
-    return reply_response(reply, request[REQUEST_ID])
+    limit = parsed.max_tokens if isinstance(parsed, MessagesRequest) else parsed.max_output_tokens
+    hold = await state.spend.hold(principal, sub, state.spend.estimate([parsed.model], body, limit))
+    return await send(request, state, sub, hold, subjects.INFER_CHAT, message, error_event)
 
 
 async def messages(request: web.Request) -> web.StreamResponse:

@@ -1,8 +1,11 @@
 """Sub-account state at the edge: caps, default tags and limits, from KV mirrors.
 
 The ledger publishes each sub-account's month-to-date spend; the edge refuses
-a sub-account at its cap with 402 before any work is done. Requests already in
-flight when the cap is crossed still complete: that is the overshoot bound.
+a sub-account at its cap with 402 before any work is done. That figure trails the
+traffic by a batch and a hook, so on its own (SWITCHBOARD_SPEND_LEASES=0, and for
+creating async jobs) a cap is overshot by what is admitted meanwhile; inference
+requests also reserve their worst-case cost on leased budget (spend_leases.py),
+which holds the cap under any concurrency.
 """
 
 import calendar

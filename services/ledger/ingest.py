@@ -41,6 +41,9 @@ class Ingestor:
         self._hooked_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.stored = 0
+        # When a fetch last found less than a batch waiting and every stored event had been through
+        # the hooks (unix s): spend figures then include everything published before it (leases.py).
+        self.caught_up_at = 0.0
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -66,6 +69,7 @@ class Ingestor:
             try:
                 if subscription is None:
                     subscription = await self._subscribe()
+                fetched_at = time.time()
                 try:
                     msgs = await subscription.fetch(BATCH, timeout=HOOK_INTERVAL_S)
                 except nats.errors.TimeoutError:
@@ -73,6 +77,8 @@ class Ingestor:
                 if msgs:
                     await self._store_batch(msgs)
                 await self._run_hooks()
+                if len(msgs) < BATCH and not self._unhooked:
+                    self.caught_up_at = fetched_at
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise

@@ -26,6 +26,7 @@ from services.ledger.admin_ops import dispatch
 from services.ledger.budgets import Budgets
 from services.ledger.daily import DailySummary
 from services.ledger.ingest import Ingestor
+from services.ledger.leases import BOOK_TTL_S, SpendLeases
 from services.ledger.retention import SnapshotRetention, retention_days
 from services.ledger.spend import SpendTracker
 from services.ledger.stores import open_store
@@ -81,6 +82,9 @@ class LedgerService:
 
         self._ingestor = Ingestor(js, self.store, on_stored=after_batch)
         await self._ingestor.start()
+        ingestor = self._ingestor
+        leases = SpendLeases(await open_bucket(js, subjects.KV_SPEND_LEASES, ttl_s=BOOK_TTL_S), self.subaccounts,
+                             self.spend, wallets.mirror, events_out, lambda: ingestor.caught_up_at)
         self._retention.start()
         self._daily = DailySummary(self.store, await open_bucket(js, subjects.KV_LEDGER_STATE),
                                    lambda: {record.account_id for record in self.keys.entries.values()}, events_out,
@@ -93,6 +97,7 @@ class LedgerService:
         await self._serve(subjects.LEDGER_ADMIN, lambda data: dispatch(ops, ledger_bus.decode_admin(data)))
         await self._serve(subjects.LEDGER_SNAPSHOT,
                           lambda data: queries.snapshot(self.store, ledger_bus.decode_snapshot_query(data)))
+        await self._serve_leases(leases)
         await self._nc.flush()
         log.info("ledger_ready", store=type(self.store).__name__)
 
@@ -110,6 +115,20 @@ class LedgerService:
             await msg.respond(encode(reply))
 
         await self._nc.subscribe(subject, queue=subjects.LEDGER_QUEUE, cb=on_msg)
+
+    async def _serve_leases(self, leases: SpendLeases) -> None:
+        """LEDGER_LEASE answers with a LeaseGrant (not a Reply): edges call it off their hot path."""
+        assert self._nc is not None
+
+        async def on_msg(msg: Msg) -> None:
+            try:
+                answer = await leases.answer(msg.data)
+            except Exception:  # KV unavailable: the edge keeps its leases and asks again
+                log.exception("lease_failed")
+                answer = ledger_bus.encode(ledger_bus.LeaseGrant(None, error="the ledger could not answer"))
+            await msg.respond(answer)
+
+        await self._nc.subscribe(subjects.LEDGER_LEASE, queue=subjects.LEDGER_QUEUE, cb=on_msg)
 
     async def stop(self) -> None:
         if self._ingestor is not None:

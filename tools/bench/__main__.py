@@ -19,9 +19,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from libs.contracts.keys import mint_key
+from tools.bench.caps import lines as caps_lines
+from tools.bench.caps import measure as measure_caps
 from tools.bench.ingest import measure as measure_ingest
 from tools.bench.jobs import measure as measure_jobs
 from tools.bench.loadgen import RunResult, Target, run_closed, run_fixed_rate, run_wrk
+from tools.bench.spend import lines as spend_lines
+from tools.bench.spend import measure as measure_spend
 from tools.bench.webhooks import measure as measure_webhooks
 from tools.cli.processes import ManagedProcess, free_port, spawn, start_module, start_nats, wait_http_ok
 
@@ -183,12 +187,15 @@ def main() -> None:
             proc.stop()
     ingest = {store: measure_ingest(root / "ingest", store, int(os.environ.get("BENCH_INGEST_EVENTS", "20000")))
               for store in ("sqlite", "clickhouse")}
+    spend = measure_spend(root / "spend")  # BENCH_SPEND_ROWS, default 1 M
     webhooks = measure_webhooks(root / "webhooks", int(os.environ.get("BENCH_WEBHOOK_EVENTS", "2000")))
     jobs = measure_jobs(root / "jobs", int(os.environ.get("BENCH_JOBS", "2000")))
+    caps = measure_caps(root / "caps", int(os.environ.get("BENCH_CAPS_CENTS", "500")))
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "upstream_latency_ms": upstream_ms,
               "seconds_per_run": seconds, "cpus": os.cpu_count(), "rows": rows, "metering": metering,
               "routing": routing,
-              "ledger_ingest": ingest, "webhooks": webhooks, "jobs": jobs}
+              "ledger_ingest": ingest, "webhooks": webhooks, "jobs": jobs, "spend_caps": caps}
+    report["spend_refresh"] = spend
     out_dir = Path("bench-results")
     out_dir.mkdir(exist_ok=True)
     path = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -204,10 +211,14 @@ def main() -> None:
     print("ledger ingest (events waiting on USAGE -> stored):")
     for store, figures in ingest.items():
         print(f"  {store:<10} {figures['events_per_s']:>7} events/s ({figures['events']} in {figures['seconds']} s)")
+    print("spend-status refresh (median per refresh, one account; SUM over the month's rows vs the aggregate):")
+    print("\n".join(spend_lines(spend)))
     print(f"webhook deliveries (EVENTS -> signed POST to a local receiver): {webhooks['deliveries_per_s']}/s "
           f"({webhooks['deliveries']} in {webhooks['seconds']} s)")
     print(f"async jobs created through the edge (POST /v1/videos/generations -> 202): {jobs['jobs_per_s']}/s "
           f"({jobs['jobs']} in {jobs['seconds']} s, {jobs['connections']} connections, {jobs['failures']} failed)")
+    print("spend cap overshoot (sub-account hammered until 402; leases off = the ledger's published spend alone):")
+    print("\n".join(caps_lines(caps)))
     print(f"\nms; upstream latency {upstream_ms} ms; {seconds:g}s per run. dir = straight to the simulator, "
           "flr = bare edge->NATS->router floor (tools/bench/floor.py),\n+p50/+p99 = gateway minus direct, "
           f"gw-flr = what our code adds over the floor. Report: {path}")
