@@ -17,7 +17,7 @@ from libs.contracts.bus import catalog as catalog_bus
 from libs.contracts.bus.inference import Reply, encode
 from libs.contracts.config import SwitchboardConfig
 from libs.runtime.blobs import BlobStore
-from libs.runtime.env import env_float, env_int, env_str, nats_url
+from libs.runtime.env import data_dir, env_float, env_int, env_str, nats_url
 from libs.runtime.jetstream import ensure_stream
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
 from services.router.audio_fetch import AudioFetcher
@@ -82,7 +82,9 @@ class RouterService:
         # Metering off (SWITCHBOARD_METERING=0) exists to measure what metering costs; a
         # production gateway always meters.
         if env_str("SWITCHBOARD_METERING", "1") != "0":
-            self._usage = UsagePublisher(js)
+            # The per-replica usage spool (usage_spool.py); replicas on one host may share the folder.
+            self._usage = UsagePublisher(js, data_dir() / "router-usage-spool",
+                                         linger_s=env_float("SWITCHBOARD_USAGE_LINGER_S", 0.02))
             self._usage.start()
         await self.health.start(js)
         await self.cache.start(js)
