@@ -19,6 +19,8 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
+from libs.runtime.env import nats_replicas
+
 CHUNK_SIZE = 128 * 1024
 _READ_TIMEOUT_S = 10.0
 
@@ -48,7 +50,9 @@ class BlobStore:
         try:
             self._store = await self._js.object_store(self._bucket)
         except (BucketNotFoundError, NotFoundError):
-            self._store = await self._js.create_object_store(self._bucket)
+            # As many copies as every stream and bucket (SWITCHBOARD_NATS_REPLICAS).
+            self._store = await self._js.create_object_store(
+                self._bucket, config=api.ObjectStoreConfig(replicas=nats_replicas()))
 
     @property
     def store(self) -> ObjectStore:

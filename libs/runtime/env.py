@@ -37,4 +37,16 @@ def data_dir() -> Path:
 
 
 def nats_url() -> str:
+    """One server's URL, or a comma-separated list of a cluster's (connect_nats takes either)."""
     return env_str("SWITCHBOARD_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def nats_replicas() -> int:
+    """How many copies JetStream keeps of every stream, KV bucket and object store we create.
+
+    1 on a single server; 3 on a cluster (SWITCHBOARD_NATS_REPLICAS), so losing a node loses no data.
+    """
+    replicas = env_int("SWITCHBOARD_NATS_REPLICAS", 1)
+    if not 1 <= replicas <= 5:  # JetStream's own limit
+        raise SystemExit(f"switchboard: SWITCHBOARD_NATS_REPLICAS must be 1 to 5, got {replicas}")
+    return replicas

@@ -18,17 +18,24 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
+from libs.runtime.env import nats_replicas
+
 log = structlog.get_logger()
 T = TypeVar("T")
 _DELETES = ("DEL", "PURGE")
 
 
-async def open_bucket(js: JetStreamContext, bucket: str, ttl_s: float | None = None) -> KeyValue:
-    """The bucket, created on first use; `ttl_s` makes every entry expire that long after its last write."""
+async def open_bucket(js: JetStreamContext, bucket: str, ttl_s: float | None = None,
+                      replicas: int | None = None) -> KeyValue:
+    """The bucket, created on first use; `ttl_s` makes every entry expire that long after its last write.
+
+    `replicas` copies are kept (default SWITCHBOARD_NATS_REPLICAS: 1 on a single server, 3 on a cluster).
+    """
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
-        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, ttl=ttl_s))
+        copies = nats_replicas() if replicas is None else replicas
+        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, ttl=ttl_s, replicas=copies))
 
 
 class KvMirror(Generic[T]):

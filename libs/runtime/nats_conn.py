@@ -1,5 +1,9 @@
 """One way to connect to NATS: reconnect forever, log transitions.
 
+`url` may list a cluster's servers separated by commas: the client connects to any of
+them and, when that one dies, reconnects to another (and to the ones the cluster
+advertises), so losing a node costs a reconnect, not the service.
+
 Services are stateless and NATS is their only peer, so the right behaviour
 during a NATS outage is to keep retrying and resume (subscriptions are
 re-established by nats-py on reconnect); callers add their own
@@ -15,24 +19,38 @@ from nats.aio.client import Client
 log = structlog.get_logger()
 
 
+def server_list(url: str) -> list[str]:
+    """`nats://a:4222,nats://b:4222` -> both; a single URL -> itself."""
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if not servers:
+        raise ValueError(f"no NATS server in {url!r}")
+    return servers
+
+
 async def connect_nats(
     url: str,
     name: str,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
 ) -> Client:
+    servers = server_list(url)
+    client: Client | None = None
+
+    def current() -> str:
+        return str(client.connected_url.netloc) if client is not None and client.connected_url else url
+
     async def disconnected() -> None:
-        log.warning("nats_disconnected", url=url)
+        log.warning("nats_disconnected", url=current())
 
     async def reconnected() -> None:
-        log.info("nats_reconnected", url=url)
+        log.info("nats_reconnected", url=current())
         if on_reconnect is not None:
             await on_reconnect()
 
     async def error(exc: Exception) -> None:
         log.warning("nats_error", error=repr(exc))
 
-    return await nats.connect(
-        servers=[url],
+    client = await nats.connect(
+        servers=servers,
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.25,
@@ -44,6 +62,7 @@ async def connect_nats(
         # Buffer publishes during a short outage instead of failing them at once.
         pending_size=8 * 1024 * 1024,
     )
+    return client
 
 
 async def shutdown_nats(nc: Client, timeout_s: float = 2.0) -> None:

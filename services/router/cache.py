@@ -25,6 +25,7 @@ from nats.js.kv import KeyValue
 from libs.contracts import subjects
 from libs.contracts.bus.cache import CacheMode
 from libs.contracts.bus.inference import OP_EMBEDDINGS, Usage
+from libs.runtime.env import nats_replicas
 
 log = structlog.get_logger()
 
@@ -147,7 +148,8 @@ class ResponseCache:
                 # honours ours, so entries are never served older than configured.
                 log.warning("cache_bucket_ttl_differs", bucket=self.bucket, bucket_ttl_s=ttl, ttl_s=self.ttl_s)
         except BucketNotFoundError:
-            kv = await js.create_key_value(KeyValueConfig(bucket=self.bucket, ttl=self.ttl_s, history=1))
+            kv = await js.create_key_value(KeyValueConfig(bucket=self.bucket, ttl=self.ttl_s, history=1,
+                                                          replicas=nats_replicas()))
         self._js, self._kv = js, kv
 
     async def stop(self) -> None:

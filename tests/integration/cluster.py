@@ -21,6 +21,8 @@ import openai
 
 from libs.contracts.keys import mint_key
 from libs.contracts.supervision import SUPERVISOR_STATUS_ENV
+from tools.cli.nats_cluster import NatsNode, cluster_env, meta_leader, node_process, plan_nodes, urls
+from tools.cli.nats_cluster import wait_ready as wait_cluster_node
 from tools.cli.processes import (
     ManagedProcess,
     free_port,
@@ -41,16 +43,25 @@ PROVIDER_KEY_VARS = ("OPENAI_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY", "MIST
 
 
 class NatsHandle:
-    """A NATS server that tests can stop and start again on the same port and store."""
+    """NATS for tests: one server, or `nodes` clustered ones (tools/cli/nats_cluster.py), that tests
+    can stop, crash and start again on the same ports and store.
 
-    def __init__(self, data_dir: Path, log_dir: Path, supervisor: Supervisor) -> None:
+    Cluster nodes are numbered from 1, as their server names (`nats-1`, ...) are; `stop()`,
+    `crash()` and `start()` without a node act on every node.
+    """
+
+    def __init__(self, data_dir: Path, log_dir: Path, supervisor: Supervisor, nodes: int = 1) -> None:
         self._data_dir = data_dir
         self._log_dir = log_dir
         self._supervisor = supervisor
         self._container = None
         self._proc: ManagedProcess | None = None
-        self.port = free_port()
+        self.nodes: list[NatsNode] = plan_nodes(data_dir, nodes) if nodes > 1 else []
+        self._procs: dict[int, ManagedProcess] = {}
+        self.port = self.nodes[0].port if self.nodes else free_port()
         if os.environ.get("SWITCHBOARD_TEST_CONTAINERS") == "1":
+            if self.nodes:
+                raise RuntimeError("a NATS cluster runs as local processes only")
             from testcontainers.core.container import DockerContainer
 
             self._container = (DockerContainer("nats:2.10-alpine").with_command("-js -m 8222")
@@ -59,26 +70,69 @@ class NatsHandle:
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        """SWITCHBOARD_NATS_URL: the server, or every node comma-separated."""
+        return urls(self.nodes) if self.nodes else f"nats://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    @property
+    def servers(self) -> list[str]:
+        """The URLs for `nats.connect(servers=...)`."""
+        return [node.url for node in self.nodes] if self.nodes else [self.url]
+
+    def env(self) -> dict[str, str]:
+        """What the services get to use it: the URL(s) and, for a cluster, the replica count."""
+        return cluster_env(self.nodes) if self.nodes else {"SWITCHBOARD_NATS_URL": self.url}
+
+    def proc(self, node: int) -> ManagedProcess:
+        return self._procs[node]
+
+    def node_named(self, server_name: str) -> int:
+        """The node number of a server name as JetStream reports it (a stream's or the meta leader)."""
+        return next(node.index for node in self.nodes if node.name == server_name)
+
+    def meta_leader(self) -> int | None:
+        leader = meta_leader(self.nodes)
+        return None if leader is None else self.node_named(leader)
+
+    def start(self, node: int | None = None) -> None:
         if self._container is not None:
             self._container.start()
             wait_port("127.0.0.1", self.port, 30)
-        else:
+        elif not self.nodes:
             self._proc = self._supervisor.add(start_nats(self._data_dir, self.port, self._log_dir))
+        else:
+            # All before waiting for any: a node alone has no quorum, so it is not ready alone.
+            chosen = [n for n in self.nodes if node in (None, n.index) and not self._alive(n.index)]
+            for n in chosen:
+                self._procs[n.index] = self._supervisor.add(node_process(n, self.nodes, self._log_dir))
+            for n in chosen:
+                wait_cluster_node(n, self._procs[n.index])
 
-    def stop(self) -> None:
-        """Stop it and keep it down until `start()`."""
+    def stop(self, node: int | None = None) -> None:
+        """Stop it (one node, or all) and keep it down until `start()`."""
         if self._container is not None:
             self._container.stop()
-        elif self._proc is not None:
-            self._proc.stop()
+        elif not self.nodes:
+            if self._proc is not None:
+                self._proc.stop()
+        else:
+            for index, proc in self._procs.items():
+                if node in (None, index):
+                    proc.stop()
 
-    def crash(self) -> None:
-        """SIGKILL it as a crash would: the supervisor restarts it on the same port and store."""
+    def crash(self, node: int | None = None) -> None:
+        """SIGKILL it (one node, or all) as a crash would: the supervisor restarts it on the same
+        ports and store."""
+        if self.nodes:
+            for index, proc in self._procs.items():
+                if node in (None, index):
+                    proc.crash()
+            return
         assert self._proc is not None, "a NATS container is not supervised"
         self._proc.crash()
+
+    def _alive(self, node: int) -> bool:
+        proc = self._procs.get(node)
+        return proc is not None and proc.alive()
 
 
 @dataclass
@@ -179,12 +233,15 @@ class Cluster:
         self.nats.stop()
 
 
-def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | None = None) -> Cluster:
+def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | None = None,
+                  nats_nodes: int = 1) -> Cluster:
+    """The whole gateway; `nats_nodes=3` runs NATS as a 3-node cluster with every stream, KV
+    bucket and object store kept in 3 copies (`cluster.nats.crash(node)` / `stop(node)`)."""
     root = Path(tempfile.mkdtemp(prefix="switchboard-test-"))
     log_dir = root / "logs"
     supervisor = Supervisor(root / "supervisor.json", log_dir / "supervisor.log")
     supervisor.start_background()
-    nats = NatsHandle(root, log_dir, supervisor)
+    nats = NatsHandle(root, log_dir, supervisor, nats_nodes)
     sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     base_env = {k: v for k, v in os.environ.items() if k not in PROVIDER_KEY_VARS}
@@ -220,7 +277,7 @@ def start_cluster(routers: int = 1, edges: int = 1, extra_env: dict[str, str] | 
     admin_key = mint_key()
     env = {
         **base_env,
-        "SWITCHBOARD_NATS_URL": nats.url,
+        **nats.env(),
         "SWITCHBOARD_ADMIN_KEY": admin_key,
         "SWITCHBOARD_CONFIG": str(config),
         "SWITCHBOARD_DATA_DIR": str(root),

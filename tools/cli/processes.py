@@ -182,6 +182,17 @@ def spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path | None)
     return ManagedProcess(name, _popen(argv, env, log), argv, env, log_path, log, _run_log_start=run_log_start)
 
 
+def nats_config(port: int, store: Path, extra: str = "") -> str:
+    """What every nats-server here runs with: loopback only, JetStream on; `extra` adds a cluster node's lines."""
+    return (f"listen: 127.0.0.1:{port}\n"
+            f"max_payload: {NATS_MAX_PAYLOAD}\n"
+            f'jetstream {{\n  store_dir: "{store}"\n}}\n' + extra)
+
+
+def spawn_nats(name: str, conf: Path, log_dir: Path | None) -> ManagedProcess:
+    return spawn(name, [nats_server_binary(), "-c", str(conf)], dict(os.environ), log_dir)
+
+
 def nats_process(data_dir: Path, port: int, log_dir: Path | None) -> ManagedProcess:
     """nats-server with JetStream, its store under `data_dir`; reusing the dir keeps the state.
 
@@ -191,12 +202,8 @@ def nats_process(data_dir: Path, port: int, log_dir: Path | None) -> ManagedProc
     store = data_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
     conf = data_dir / "nats.conf"
-    conf.write_text(
-        f"listen: 127.0.0.1:{port}\n"
-        f"max_payload: {NATS_MAX_PAYLOAD}\n"
-        f'jetstream {{\n  store_dir: "{store}"\n}}\n'
-    )
-    return spawn(f"nats-{port}", [nats_server_binary(), "-c", str(conf)], dict(os.environ), log_dir)
+    conf.write_text(nats_config(port, store))
+    return spawn_nats(f"nats-{port}", conf, log_dir)
 
 
 def start_nats(data_dir: Path, port: int, log_dir: Path | None, timeout_s: float = 15.0) -> ManagedProcess:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from libs.contracts.keys import mint_key
 from libs.contracts.supervision import SUPERVISOR_STATUS_ENV
+from tools.cli.nats_cluster import cluster_env, jetstream_ready, node_process, plan_nodes
 from tools.cli.processes import ManagedProcess, ensure_free, http_ok, nats_process, port_open, start_module
 from tools.cli.supervisor import Supervisor
 
@@ -39,7 +40,8 @@ def admin_key(data_dir: Path) -> str:
     return key
 
 
-def run_up() -> int:
+def run_up(nats_nodes: int = 1) -> int:
+    """Everything on this machine; `nats_nodes` > 1 runs NATS as that many clustered servers."""
     data_dir = Path(os.environ.get("SWITCHBOARD_DATA_DIR", ".data")).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_dir = data_dir / "logs"
@@ -53,10 +55,18 @@ def run_up() -> int:
     try:
         if not env.get("SWITCHBOARD_NATS_URL"):
             port = int(env.get("SWITCHBOARD_NATS_PORT", "4222"))
-            nats = supervisor.add(nats_process(data_dir, port, log_dir))
-            if not _wait_ready(supervisor, nats, partial(port_open, "127.0.0.1", port), stop):
-                return 0
-            env["SWITCHBOARD_NATS_URL"] = f"nats://127.0.0.1:{port}"
+            if nats_nodes > 1:
+                nodes = plan_nodes(data_dir, nats_nodes, base_port=port)
+                procs = [supervisor.add(node_process(node, nodes, log_dir)) for node in nodes]
+                for node, proc in zip(nodes, procs, strict=True):
+                    if not _wait_ready(supervisor, proc, partial(jetstream_ready, node), stop):
+                        return 0
+                env.update({k: v for k, v in cluster_env(nodes).items() if not env.get(k)})
+            else:
+                nats = supervisor.add(nats_process(data_dir, port, log_dir))
+                if not _wait_ready(supervisor, nats, partial(port_open, "127.0.0.1", port), stop):
+                    return 0
+                env["SWITCHBOARD_NATS_URL"] = f"nats://127.0.0.1:{port}"
         if env.get("SWITCHBOARD_SIMULATOR") == "1":
             sim_port = int(env.get("SWITCHBOARD_SIMULATOR_PORT", SIMULATOR_PORT))
             ensure_free(sim_port, "the simulator")
