@@ -7,13 +7,13 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.errors import NotFoundError
 
-from libs.contracts import errors, streams, subjects
+from libs.contracts import streams, subjects
 from libs.contracts.bus import jobs as jobs_bus
-from libs.contracts.bus.inference import Failure, encode
-from libs.contracts.errors import ErrorBody
+from libs.contracts.bus.inference import encode
 from libs.contracts.http import evals as evals_http
 from libs.contracts.http import replays as replays_http
 from libs.runtime.blobs import BlobStore
+from libs.runtime.bus_failures import failure_of
 from libs.runtime.env import env_float, env_int, nats_url
 from libs.runtime.events import EventPublisher
 from libs.runtime.files import FileStore
@@ -76,9 +76,9 @@ class JobsService:
         async def on_msg(msg: Msg) -> None:
             try:
                 answer = await api.answer(msg.data)
-            except Exception:
+            except Exception as exc:
                 log.exception("jobs_call_failed")
-                answer = Failure(ErrorBody("The jobs service failed to answer; see its log.", errors.INTERNAL, 500))
+                answer = failure_of(exc, "jobs service")
             await msg.respond(encode(answer))
 
         async def run_eval(data: bytes) -> None:

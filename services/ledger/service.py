@@ -15,6 +15,7 @@ from libs.contracts.bus.inference import Failure, Reply, encode
 from libs.contracts.bus.usage import UsageEvent
 from libs.contracts.errors import ErrorBody
 from libs.contracts.keys import decode_record
+from libs.runtime.bus_failures import failure_of
 from libs.runtime.env import data_dir, env_float, env_str, nats_url
 from libs.runtime.events import EventPublisher
 from libs.runtime.jetstream import ensure_stream
@@ -109,9 +110,9 @@ class LedgerService:
                 reply = await answer(msg.data)
             except msgspec.DecodeError:
                 reply = Failure(ErrorBody("undecodable ledger query", errors.INVALID_REQUEST, 400))
-            except Exception:
+            except Exception as exc:
                 log.exception("ledger_query_failed", subject=subject)
-                reply = Failure(ErrorBody("The ledger failed to answer; see its log.", errors.INTERNAL, 500))
+                reply = failure_of(exc, "ledger")
             await msg.respond(encode(reply))
 
         await self._nc.subscribe(subject, queue=subjects.LEDGER_QUEUE, cb=on_msg)

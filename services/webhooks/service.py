@@ -8,10 +8,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from libs.contracts import errors, streams, subjects
-from libs.contracts.bus.inference import Failure, encode
-from libs.contracts.errors import ErrorBody
+from libs.contracts import streams, subjects
+from libs.contracts.bus.inference import encode
 from libs.contracts.http.webhooks import EndpointView
+from libs.runtime.bus_failures import failure_of
 from libs.runtime.env import nats_url
 from libs.runtime.events import EventPublisher
 from libs.runtime.jetstream import ensure_stream
@@ -81,10 +81,9 @@ class WebhooksService:
         async def on_call(msg: Msg) -> None:
             try:
                 answer = await api.answer(msg.data)
-            except Exception:
+            except Exception as exc:
                 log.exception("webhooks_call_failed")
-                answer = Failure(ErrorBody("The webhooks service failed to answer; see its log.",
-                                           errors.INTERNAL, 500))
+                answer = failure_of(exc, "webhooks service")
             await msg.respond(encode(answer))
 
         self._subscription = await nc.subscribe(subjects.WEBHOOKS_API, queue=subjects.WEBHOOKS_QUEUE, cb=on_call)
