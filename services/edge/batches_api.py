@@ -21,7 +21,7 @@ from services.edge.idempotency import idempotent
 from services.edge.inference import admit, tag_of
 from services.edge.relay import reply_response, request_reply
 from services.edge.state import EDGE, EdgeState
-from services.edge.validation import validate
+from services.edge.validation import bounded_int, validate
 
 _TIMEOUT_S = 15.0  # a create writes the requests of a Message Batch to the Object Store
 _UNAVAILABLE = "The jobs service (batches) is not running"
@@ -71,9 +71,10 @@ def _limit(request: web.Request, most: int) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return http.DEFAULT_LIST
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    limit = bounded_int(raw, 1, most)
+    if limit is None:
         raise GatewayError(400, errors.INVALID_REQUEST, f"limit must be an integer from 1 to {most}.", param="limit")
-    return int(raw)
+    return limit
 
 
 def _cursor(request: web.Request, name: str) -> str | None:

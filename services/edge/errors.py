@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from libs.contracts import errors
 from libs.contracts.errors import ErrorBody, error_json
@@ -36,7 +38,24 @@ def error_response(status: int, body: ErrorBody, headers: dict[str, str], retry_
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     headers["Content-Type"] = "application/json"
-    return web.Response(status=status, body=error_json(body), headers=headers)
+    try:
+        payload = error_json(body)
+    except UnicodeEncodeError:  # a message echoing client bytes that are not UTF-8 (lone surrogates)
+        payload = error_json(ErrorBody(body.message.encode("utf-8", "backslashreplace").decode(), body.type,
+                                       body.code, body.param))
+    return web.Response(status=status, body=payload, headers=headers)
+
+
+def _not_utf8_header(request: web.Request) -> str | None:
+    """The name of a header whose bytes are not UTF-8 (aiohttp keeps them as lone surrogates,
+    which no encoder downstream accepts), or None."""
+    for name, value in request.headers.items():
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                return str(name)  # multidict's istr, which msgspec does not encode
+    return None
 
 
 class RequestIds:
@@ -81,15 +100,27 @@ def _from_http_exception(exc: web.HTTPException, request: web.Request) -> tuple[
 MAX_BODY = web.AppKey("max_body_bytes", int)
 
 
+def _unreadable_reason(exc: Exception) -> str:
+    # aiohttp wraps the parser's error (its `message` is the readable part) in RequestPayloadError.
+    cause = exc if isinstance(exc, HttpProcessingError) else exc.__cause__
+    if isinstance(cause, HttpProcessingError) and cause.message:
+        return cause.message.strip().splitlines()[0][:200]
+    return "malformed body"
+
+
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     request_id = request_id_of(request)
     request[REQUEST_ID] = request_id
-    structlog.contextvars.bind_contextvars(request_id=request_id,
-                                          trace_id=trace_id_of(request.headers.get("traceparent")))
+    bad_header = _not_utf8_header(request)
+    traceparent = request.headers.get("traceparent") if bad_header is None else None
+    structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id_of(traceparent))
     try:
+        if bad_header is not None:
+            raise GatewayError(400, errors.INVALID_REQUEST, f"Header {bad_header} is not valid UTF-8.",
+                               param=bad_header)
         response = await handler(request)
     except GatewayError as exc:
         headers = {**exc.headers, "X-Request-Id": request_id}
@@ -100,6 +131,13 @@ async def error_middleware(
         status, message = _from_http_exception(exc, request)
         type_ = _HTTP_TYPES.get(status, errors.INVALID_REQUEST)
         return error_response(status, ErrorBody(message, type_, status), {"X-Request-Id": request_id})
+    except (HttpProcessingError, RequestPayloadError) as exc:
+        # The body could not be read as sent (an undecodable Content-Encoding, a malformed multipart
+        # part header): the client's bytes, so a 400, not a 500. The edge makes no HTTP calls itself.
+        reason = _unreadable_reason(exc)
+        log.info("unreadable_body", path=request.path, error=reason)
+        body = ErrorBody(f"The request body could not be read: {reason}", errors.INVALID_REQUEST, 400)
+        return error_response(400, body, {"X-Request-Id": request_id})
     except Exception:
         log.exception("unhandled_error", path=request.path)
         body = ErrorBody(f"Internal gateway error (request id {request_id}).", errors.INTERNAL, 500)

@@ -22,6 +22,7 @@ from services.edge import idempotency
 from services.edge.errors import GatewayError
 from services.edge.files_state import FILES
 from services.edge.state import EDGE
+from services.edge.validation import bounded_int
 
 SCOPE = "POST /v1/files"
 _MAX_FIELD = 1024
@@ -95,10 +96,11 @@ def _expiry(fields: dict[str, str], created_at: int) -> int | None:
         return None
     if anchor != "created_at":
         raise _bad("expires_after[anchor] must be 'created_at'.", "expires_after.anchor")
-    if seconds is None or not seconds.isdigit() or not MIN_EXPIRES_AFTER_S <= int(seconds) <= MAX_EXPIRES_AFTER_S:
+    lifetime = bounded_int(seconds, MIN_EXPIRES_AFTER_S, MAX_EXPIRES_AFTER_S) if seconds is not None else None
+    if lifetime is None:
         raise _bad(f"expires_after[seconds] must be an integer from {MIN_EXPIRES_AFTER_S} to {MAX_EXPIRES_AFTER_S}.",
                    "expires_after.seconds")
-    return created_at + int(seconds)
+    return created_at + lifetime
 
 
 async def create_file(request: web.Request) -> web.StreamResponse:

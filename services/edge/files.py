@@ -18,6 +18,7 @@ from services.edge.errors import GatewayError
 from services.edge.files_state import FILES, install
 from services.edge.signed_urls import KIND_FILE
 from services.edge.state import EDGE
+from services.edge.validation import bounded_int
 
 MAX_LIMIT = 10_000  # OpenAI: 1 to 10,000, default 10,000
 
@@ -37,10 +38,11 @@ async def _record(request: web.Request) -> FileRecord:
 def _limit(raw: str | None) -> int:
     if raw is None:
         return MAX_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    limit = bounded_int(raw, 1, MAX_LIMIT)
+    if limit is None:
         raise GatewayError(400, errors.INVALID_REQUEST, f"limit must be an integer from 1 to {MAX_LIMIT}.",
                            param="limit")
-    return int(raw)
+    return limit
 
 
 async def list_files(request: web.Request) -> web.Response:

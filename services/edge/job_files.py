@@ -22,17 +22,19 @@ from services.edge.errors import GatewayError
 from services.edge.files_state import FILES
 from services.edge.signed_urls import DEFAULT_EXPIRES_IN_S, KIND_JOB, MAX_EXPIRES_IN_S
 from services.edge.state import EDGE
+from services.edge.validation import bounded_int
 
 
 def expires_in(request: web.Request) -> int:
     raw = request.query.get("expires_in")
     if raw is None:
         return DEFAULT_EXPIRES_IN_S
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_EXPIRES_IN_S:
+    seconds = bounded_int(raw, 1, MAX_EXPIRES_IN_S)
+    if seconds is None:
         raise GatewayError(400, errors.INVALID_REQUEST,
                            f"expires_in must be an integer number of seconds from 1 to {MAX_EXPIRES_IN_S} (7 days).",
                            param="expires_in")
-    return int(raw)
+    return seconds
 
 
 def public_base(request: web.Request) -> str:

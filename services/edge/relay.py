@@ -3,6 +3,7 @@ inbox relayed as SSE for streams. Router failures become GatewayErrors before
 the first byte, and an SSE error event after it (never a silent end)."""
 
 import time
+import urllib.parse
 from collections.abc import Callable
 
 import msgspec
@@ -30,10 +31,18 @@ _NO_RESPONDERS = "503"
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+def _header_safe(value: str) -> str:
+    """`value` as a header value: the model is the client's string, and a control character in a
+    header makes aiohttp drop the connection instead of answering (percent-encode anything odd)."""
+    if value.isascii() and value.isprintable():
+        return value
+    return urllib.parse.quote(value, safe="/:@+~")
+
+
 def meta_headers(meta: DispatchMeta | None, request_id: str) -> dict[str, str]:
     headers = {"X-Request-Id": request_id}
     if meta is not None:
-        headers["X-Model"] = meta.model
+        headers["X-Model"] = _header_safe(meta.model)
         headers["X-Provider"] = meta.provider
         headers["X-Latency-Ms"] = str(round(meta.upstream_latency_ms))
         if meta.cost is not None:
@@ -84,6 +93,10 @@ async def request_reply(nc: Client, subject: str, payload: bytes, timeout_s: flo
         raise _timeout(timeout_s) from exc
     except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
             nats.errors.OutboundBufferLimitError) as exc:
+        raise _unavailable("The gateway lost its message bus") from exc
+    except RuntimeError as exc:
+        # nats-py on uvloop, in the moment its server dies (a cluster node, say): the socket is
+        # closed before the client notices, and a publish writing to it raises this.
         raise _unavailable("The gateway lost its message bus") from exc
     reply = _decode(msg)
     if isinstance(reply, Failure):

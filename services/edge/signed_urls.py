@@ -56,7 +56,7 @@ class UrlSigner:
     def valid(self, kind: str, account_id: str, target: str, filename: str, expires: str, signature: str,
               now: float | None = None) -> bool:
         """True only for an untampered, unexpired link."""
-        if not expires.isdigit() or len(expires) > 12:
+        if not (expires.isascii() and expires.isdigit()) or len(expires) > 12:  # int() refuses '²'
             return False
         expected = self.signature(kind, account_id, target, filename, int(expires))
         if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):

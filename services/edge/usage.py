@@ -19,6 +19,7 @@ from services.edge.state import EDGE, EdgeState
 _LEDGER_TIMEOUT_S = 10.0
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _BUCKETS = ("hour", "day", "month")
+_MAX_INSTANT_S = 253402300800  # 10000-01-01, past which no calendar here goes
 
 
 def _bad(message: str, param: str) -> GatewayError:
@@ -34,9 +35,13 @@ def _month_bounds(year: int, month: int) -> tuple[int, int]:
 def _instant(value: str, param: str) -> int:
     """Unix ms from unix seconds or ISO 8601 (date or datetime; UTC unless it says otherwise)."""
     try:
-        return round(float(value) * 1000)
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # inf, nan and 1e300 are floats too, but no instant (and round(inf) raises)
+        if not -_MAX_INSTANT_S <= seconds <= _MAX_INSTANT_S:
+            raise _bad(f"'{param}' must be unix seconds or ISO 8601, got '{value}'.", param)
+        return round(seconds * 1000)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -51,7 +56,8 @@ def time_range(query: "web.MultiDictProxy[str]", now: datetime | None = None) ->
     month = query.get("month")
     if month is not None:
         match = _MONTH.match(month)
-        if not match or not 1 <= int(match.group(2)) <= 12:
+        # Year 0 and December 9999 have no month around them in Python's calendar.
+        if not match or not 1 <= int(match.group(2)) <= 12 or not "0001-01" <= month <= "9999-11":
             raise _bad(f"'month' must look like 2026-04, got '{month}'.", "month")
         return _month_bounds(int(match.group(1)), int(match.group(2)))
     now = now or datetime.now(UTC)

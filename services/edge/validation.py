@@ -27,3 +27,14 @@ def _param_of(message: str) -> str | None:
         field = message.split("missing required field `", 1)[1].split("`", 1)[0]
         return f"{path}.{field}" if path else field
     return path
+
+
+def bounded_int(raw: str, lowest: int, highest: int) -> int | None:
+    """`raw` as an int when it is plain ASCII digits within [lowest, highest], else None.
+
+    str.isdigit() alone admits superscripts and other scripts' digits that int() refuses,
+    and a few thousand digits make int() raise: both were 500s."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(highest)):
+        return None
+    value = int(raw)
+    return value if lowest <= value <= highest else None

@@ -211,7 +211,8 @@ class LongRunner:
         if request.modality == MODALITY_3D:
             return 1
         asked = handle.extra.get("seconds", "")
-        seconds = reported or (float(asked) if asked.isdigit() else None) or _DEFAULT_SECONDS
+        plain = asked.isascii() and asked.isdigit()  # isdigit() alone admits '²', which float() refuses
+        seconds = reported or (float(asked) if plain else None) or _DEFAULT_SECONDS
         return math.ceil(seconds)
 
     def _price(self, slug: str) -> Price | None:

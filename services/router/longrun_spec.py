@@ -62,11 +62,18 @@ def spec_of(modality: str, body: bytes) -> Spec:
         raise SpecError(f"'prompt' is longer than {MAX_PROMPT_CHARS} characters.", "prompt")
     if not request.prompt.strip() and not (modality == MODALITY_3D and request.image_url):
         raise SpecError("'prompt' is required" + (" (or image_url)." if modality == MODALITY_3D else "."), "prompt")
-    if request.image_url is not None and urllib.parse.urlsplit(request.image_url).scheme not in ("http", "https"):
+    if request.image_url is not None and _scheme(request.image_url) not in ("http", "https"):
         raise SpecError("'image_url' must be an http(s) URL.", "image_url")
     return Spec(modality=modality, prompt=request.prompt, seconds=_seconds(request), size=request.size,
                 aspect_ratio=request.aspect_ratio, resolution=request.resolution, image_url=request.image_url,
                 negative_prompt=request.negative_prompt, seed=request.seed)
+
+
+def _scheme(url: str) -> str | None:
+    try:
+        return urllib.parse.urlsplit(url).scheme
+    except ValueError:  # "http://[::1" is no URL at all
+        return None
 
 
 def _url_extension(url: str) -> str | None:

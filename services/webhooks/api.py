@@ -180,7 +180,9 @@ class WebhooksApi:
         if event_type is not None and event_type not in events.EVENT_TYPES:
             raise BadRequest(f"Unknown event_type {event_type[:100]!r}.", "event_type")
         raw_limit = query.get("limit", str(http.DEFAULT_LIST))
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= http.MAX_LIST:
+        # isascii(): isdigit() admits '²', which int() refuses; the length bounds int()'s work.
+        if (not (raw_limit.isascii() and raw_limit.isdigit()) or len(raw_limit) > 9
+                or not 1 <= int(raw_limit) <= http.MAX_LIST):
             raise BadRequest(f"limit must be an integer from 1 to {http.MAX_LIST}.", "limit")
         views = sorted((s.view for s in await self._deliveries.list(call.principal.account_id)
                         if _visible(s.view, call) and (status is None or s.view.status == status)

@@ -52,7 +52,7 @@ def retry_after_s(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit() alone admits '²', which float() refuses
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

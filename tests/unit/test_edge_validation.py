@@ -13,7 +13,7 @@ from libs.contracts.keys import SCOPE_ADMIN, SCOPE_INFERENCE, SCOPE_READ_USAGE, 
 from services.edge.auth import KeyEntry, KeyStore
 from services.edge.errors import GatewayError
 from services.edge.inference import _decode_chat, _decode_embeddings
-from services.edge.validation import _param_of
+from services.edge.validation import _param_of, bounded_int
 from services.edge.validation import validate as _validate
 
 
@@ -199,3 +199,11 @@ def test_token_cache_is_dropped_when_the_mirror_changes(store: KeyStore) -> None
     store.mirror.entries.pop(hash_key(VALID))
     store.mirror._changed()  # what the watch does after applying a deletion
     assert _auth_error(store, f"Bearer {VALID}").status == 401
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("1", 1), ("100", 100), ("007", 7), ("0", None), ("101", None), ("", None), ("-1", None), ("1e2", None),
+    (" 5", None), ("\u00b2", None), ("\u0663", None), ("9" * 5000, None),  # '²' and 5000 digits were 500s
+])
+def test_bounded_int(raw: str, expected: int | None) -> None:
+    assert bounded_int(raw, 1, 100) == expected

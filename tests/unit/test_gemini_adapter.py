@@ -189,6 +189,8 @@ def test_clean_schema() -> None:
     ({"messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}]}, "file_id"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://h/x.png"}}]}]},
      "scheme"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://[::1"}}]}]},
+     "malformed"),  # urlsplit's ValueError was a router 500 (schemathesis finding)
     ({"messages": [{"role": "tool", "tool_call_id": "call_x", "content": "1"}]}, "tool_call_id"),
     ({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{"}}]}]},
      "not JSON"),

@@ -29,6 +29,7 @@ def test_3d_may_be_image_only() -> None:
     ("music", b'{"prompt": "x", "seconds": "nan"}', "seconds"),
     ("music", b'{"prompt": "x", "seconds": "ten"}', "seconds"),
     ("video", b'{"prompt": "x", "image_url": "javascript:alert(1)"}', "image_url"),
+    ("video", b'{"prompt": "x", "image_url": "http://[::1"}', "image_url"),
     ("video", b'{"prompt": "' + b"x" * 40_000 + b'"}', "prompt"),
     ("video", b'{"prompt": 7}', None), ("video", b'{"prompt": "x", "duration": "5"}', None),
     ("video", b"[1]", None), ("video", b"{nope", None),

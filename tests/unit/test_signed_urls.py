@@ -37,7 +37,7 @@ def test_expired_and_malformed_expiry() -> None:
     expires = int(NOW) + 60
     signature = signer.signature(KIND_JOB, "root", "job_1", "out.mp4", expires)
     assert not signer.valid(**_args(), signature=signature, now=expires)
-    for bad in ("", "-1", "1e9", "9" * 40, " 1"):
+    for bad in ("", "-1", "1e9", "9" * 40, " 1", "\u00b2\u00b3"):  # superscripts: isdigit() but not int()
         assert not signer.valid(**_args(expires=bad), signature=signature, now=NOW)
 
 

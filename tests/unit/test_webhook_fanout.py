@@ -66,7 +66,7 @@ def test_first_attempt_rebuilds_the_pending_record_exactly() -> None:
 
 @pytest.mark.parametrize(("value", "expected"), [
     ("5", 5.0), (" 120 ", 120.0), ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0), ("soon", None), ("", None), (None, None),
-    ("-3", None), ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
+    ("-3", None), ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0), ("\u00b2", None),
 ])
 def test_retry_after(value: str | None, expected: float | None) -> None:
     now = 1445412480.0  # 2015-10-21 07:28:00 UTC

@@ -169,7 +169,10 @@ def _parts(content: Any, where: str) -> list[dict[str, Any]]:
 def _image(url: str, where: str) -> dict[str, Any]:
     if url.startswith("data:"):
         return {"inlineData": _data_url(url, "image/jpeg", where)}
-    split = urllib.parse.urlsplit(url)
+    try:
+        split = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # "http://[::1": the client's URL, so a 400, not a router error
+        raise TranslationError(f"{where}: image URL is malformed ({exc})") from None
     if split.scheme.lower() not in ("http", "https", "gs"):
         raise TranslationError(f"{where}: image URL scheme {split.scheme!r} is not supported")
     mime = mimetypes.guess_type(split.path)[0] or "image/jpeg"
