@@ -62,10 +62,15 @@ async def admit(request: web.Request) -> _Admitted:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     state, principal, sub, body = await admit(request)
     parsed: ChatCompletionRequest = validate(_decode_chat, body)
+    models = [m for m in parsed.models or [] if m != parsed.model]
     if parsed.webhook_url is not None:  # async: a job whose result is the completion (202)
+        # Admitted against the cap like the request it will run: its worst case stays reserved
+        # (charged as "unsure" spend) until the job's usage reaches the ledger.
+        worst = state.spend.estimate([parsed.model, *models], body, parsed.max_completion_tokens or parsed.max_tokens,
+                                     choices=parsed.n or 1)
+        (await state.spend.hold(principal, sub, worst)).settle(None)
         return await job_calls.chat_job(request, principal, tag_of(request, sub), body, parsed)
     stream = bool(parsed.stream)
-    models = [m for m in parsed.models or [] if m != parsed.model]
     message = InferenceRequest(
         request_id=request[REQUEST_ID], operation=OP_CHAT, model=parsed.model, body=body,
         principal=principal, stream=stream,

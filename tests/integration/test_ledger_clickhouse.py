@@ -41,15 +41,17 @@ def test_reports_from_clickhouse_equal_what_clients_saw(clickhouse_gateway: Clus
 
 def test_generation_and_spend_cap_on_clickhouse(clickhouse_gateway: Cluster) -> None:
     gw = clickhouse_gateway
-    sub = create_sub_account(gw, name="ch-capped", spend_cap_cents=2)
+    sub = create_sub_account(gw, name="ch-capped", spend_cap_cents=5)
     client = gw.client(key=sub["key"])
-    raw = client.chat.completions.with_raw_response.create(model="sim/pricey", messages=[{"role": "user",
-                                                                                          "content": "hi"}])
+    # max_tokens bounds the worst case the cap must cover (an unbounded answer reserves 4,096 tokens).
+    raw = client.chat.completions.with_raw_response.create(model="sim/pricey", max_tokens=2,
+                                                           messages=[{"role": "user", "content": "hi"}])
     assert generation(gw, raw.headers["X-Request-Id"], key=sub["key"])["cost"]["total_micros"] > 0
 
     def blocked() -> bool:
         try:
-            client.chat.completions.create(model="sim/pricey", messages=[{"role": "user", "content": "hi"}])
+            client.chat.completions.create(model="sim/pricey", max_tokens=2,
+                                           messages=[{"role": "user", "content": "hi"}])
         except Exception as exc:
             return getattr(exc, "status_code", None) == 402
         return False
