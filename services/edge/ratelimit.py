@@ -94,6 +94,10 @@ class RateLimiter:
         self._swept_window = 0
         self._task: asyncio.Task[None] | None = None
         self._sub: Subscription | None = None
+        # Sync intervals spent cut off from the fleet (limiting on this replica's view alone):
+        # logged at each transition, counted here (for /metrics once it exists).
+        self.open_intervals = 0
+        self._cut_off = False
 
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(subjects.RATE_SYNC, cb=self._on_sync)
@@ -179,9 +183,22 @@ class RateLimiter:
         c.req = c.tok = 0
         c.window = window
 
+    def _note_connection(self) -> None:
+        """Fail open, but say so: a replica cut off from NATS neither sends nor hears reports."""
+        cut_off = not self._nc.is_connected
+        if cut_off:
+            self.open_intervals += 1
+        if cut_off != self._cut_off:
+            self._cut_off = cut_off
+            if cut_off:
+                log.warning("ratelimit_failing_open", reason="cut off from NATS: limiting on this replica's counts")
+            else:
+                log.info("ratelimit_synced_again", intervals_cut_off=self.open_intervals)
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
+            self._note_connection()
             try:
                 await self._flush()
             except Exception as exc:  # keep limiting locally; the remotes under-count meanwhile

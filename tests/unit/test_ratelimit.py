@@ -223,3 +223,26 @@ async def test_keys_idle_for_two_windows_are_forgotten(make_limiter: MakeLimiter
     assert limiter.usage(recent)[0] > 0
     clock.t = BASE + 181
     await eventually(lambda: limiter.tracked_keys() == 0)
+
+
+class _Bus:
+    """Only what the fail-open bookkeeping reads of a connection."""
+
+    is_connected = True
+
+
+def test_a_replica_cut_off_from_nats_fails_open_and_counts_it(caplog: pytest.LogCaptureFixture) -> None:
+    bus = _Bus()
+    limiter = RateLimiter(bus, "r1")  # type: ignore[arg-type]
+    limiter._note_connection()
+    assert limiter.open_intervals == 0
+    bus.is_connected = False
+    limiter._note_connection()
+    limiter._note_connection()
+    assert limiter.open_intervals == 2
+    # Still limiting on its own counts: a key over its limit here is refused here.
+    assert limiter.check_request("k", 1, None) is None
+    assert limiter.check_request("k", 1, None) is not None
+    bus.is_connected = True
+    limiter._note_connection()
+    assert limiter.open_intervals == 2
