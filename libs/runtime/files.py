@@ -114,7 +114,9 @@ class FileStore:
         # A watch on the account's keys: the server filters, so the cost is this account's records.
         found = [record async for record in scan(self.kv, f"{principal.account_id}.*", files.decode_record)
                  if files.visible_to(record, principal.account_id, principal.subaccount_id)]
-        found.sort(key=lambda r: (r.created_at, r.id))
+        # Stable on the scan's order (the stream's: creation order, files never change), so files
+        # made within one second keep the order they were made in.
+        found.sort(key=lambda r: r.created_at)
         return found
 
     async def chunks(self, record: FileRecord) -> AsyncIterator[bytes]:

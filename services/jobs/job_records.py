@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import msgspec
+import structlog
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
@@ -14,6 +15,7 @@ from libs.contracts.ids import valid_id
 from libs.runtime.kv_scan import scan_all
 
 _TRIES = 8
+log = structlog.get_logger()
 
 
 class Versioned(msgspec.Struct):
@@ -23,6 +25,15 @@ class Versioned(msgspec.Struct):
 
 class Conflict(Exception):
     """The record kept changing under us (another replica writing it): give up this round."""
+
+
+def _decoded(raw: bytes) -> http.JobRecord | None:
+    # One unreadable record (written by an older or foreign writer) must not take the whole list down.
+    try:
+        return http.decode_record(raw)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        log.warning("job_record_unreadable", error=str(exc))
+        return None
 
 
 def key_of(account_id: str, job_id: str) -> str:
@@ -82,4 +93,4 @@ class JobStore:
 
     async def list(self, account_id: str) -> list[http.JobRecord]:
         # A watch on the account's keys: the server filters, so the cost is this account's jobs.
-        return await scan_all(self._kv, f"{account_id}.*", http.decode_record)
+        return [record for record in await scan_all(self._kv, f"{account_id}.*", _decoded) if record is not None]

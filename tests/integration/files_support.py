@@ -7,10 +7,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
-import msgspec
 import nats
 
 from libs.contracts import files, subjects
+from libs.contracts.bus.inference import Principal
+from libs.contracts.http import jobs as jobs_http
 from libs.contracts.keys import SCOPE_INFERENCE, ApiKeyRecord, encode_record, hash_key, mint_key
 from libs.runtime.blobs import BlobStore
 from libs.runtime.kv_mirror import open_bucket
@@ -44,8 +45,13 @@ def write_job_result(gateway: Cluster, account_id: str, job_id: str, filename: s
 
     async def work(js: Any) -> None:
         kv = await open_bucket(js, subjects.KV_JOBS)
-        record = {"id": job_id, "object": "job", "status": "completed", "subaccount_id": subaccount_id}
-        await kv.put(f"{account_id}.{job_id}", msgspec.json.encode(record))
+        # A whole record, as the jobs service writes it: the same account's job list reads it too.
+        now = int(time.time())
+        record = jobs_http.JobRecord(id=job_id, account_id=account_id, subaccount_id=subaccount_id,
+                                     principal=Principal(account_id, "key_test", subaccount_id), modality="video",
+                                     model="sim/video-sim", body=b"{}", status="completed", created_at=now,
+                                     updated_at=now)
+        await kv.put(f"{account_id}.{job_id}", jobs_http.encode(record))
         await (await _blobs(js)).put_bytes(files.job_object_name(account_id, job_id, filename), data, content_type)
 
     with_nats(gateway, work)
