@@ -75,7 +75,9 @@ def test_up_serves_stops_cleanly_and_reuses_data() -> None:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         stopping = time.monotonic()
         assert proc.wait(timeout=30) == 0
-    assert time.monotonic() - stopping < 5  # every service stops promptly, none waits out a drain timeout
+    # Every service stops promptly: none waits out nats-py's 30 s drain or a pull's timeout. Quiet, the
+    # whole stop takes about 3 s; the bound leaves room for a loaded CI machine (seen: 11 s).
+    assert time.monotonic() - stopping < 20
     assert _alive(children) == set()
     assert (data_dir / "nats").is_dir() and (data_dir / "admin_key").read_text().strip() == key
 
