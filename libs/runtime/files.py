@@ -134,15 +134,8 @@ class FileStore:
 
     async def all_records(self) -> AsyncIterator[FileRecord]:
         """Every account's records (the retention sweep)."""
-        watcher = await self.kv.watchall(ignore_deletes=True)
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                if entry.value:
-                    try:
-                        yield files.decode_record(entry.value)
-                    except msgspec.DecodeError:
-                        continue
-        finally:
-            await watcher.stop()
+        async for value in scan(self.kv, ">", bytes):
+            try:
+                yield files.decode_record(value)
+            except msgspec.DecodeError:
+                continue

@@ -79,41 +79,49 @@ class KvMirror(Generic[T]):
 
     async def _watch(self) -> None:
         assert self.kv is not None
+        # The watcher's end-of-replay marker can arrive before the replayed values (it races
+        # the delivery), so the replay also has to reach the stream's last message, which is
+        # always the newest of its key and so always replayed.
+        last_seq = (await self.kv._js.stream_info(self.kv._stream)).state.last_seq
         watcher = await self.kv.watchall()
         if self._task is not None:
             self._task.cancel()
         loaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.get_running_loop().create_task(self._follow(watcher, loaded))
+        self._task = asyncio.get_running_loop().create_task(self._follow(watcher, loaded, last_seq))
         await asyncio.wait_for(asyncio.shield(loaded), timeout=10)
 
-    async def _follow(self, watcher: KeyValue.KeyWatcher, loaded: asyncio.Future[None]) -> None:
+    async def _follow(self, watcher: KeyValue.KeyWatcher, loaded: asyncio.Future[None], last_seq: int) -> None:
         fresh: dict[str, T] = {}
-        initial = True
+        initial, marker, reached = True, False, 0
         try:
             async for entry in watcher:
-                if entry is None:  # end of the initial replay
-                    if initial:
-                        self.entries, initial = fresh, False
-                        self.synced.set()
-                        loaded.set_result(None)
-                        self._changed()
-                    continue
-                target = fresh if initial else self.entries
-                if entry.operation in _DELETES or not entry.value:
-                    target.pop(entry.key, None)
+                if entry is None:
+                    marker = True
                 else:
-                    try:
-                        target[entry.key] = self._decode(entry.value)
-                    except msgspec.DecodeError:
-                        log.warning("bad_kv_record", bucket=self.bucket, key=entry.key)
-                        continue
-                if not initial:
+                    reached = max(reached, entry.revision or 0)
+                    marker = marker or entry.delta == 0  # nothing left of the replay
+                    self._apply(fresh if initial else self.entries, entry)
+                if initial and marker and (reached >= last_seq or (entry is not None and entry.delta == 0)):
+                    self.entries, initial = fresh, False
+                    self.synced.set()
+                    loaded.set_result(None)
+                    self._changed()
+                elif not initial and entry is not None:
                     self._changed()
         finally:
             try:
                 await watcher.stop()
             except Exception:
                 pass
+
+    def _apply(self, target: dict[str, T], entry: KeyValue.Entry) -> None:
+        if entry.operation in _DELETES or not entry.value:
+            target.pop(entry.key, None)
+            return
+        try:
+            target[entry.key] = self._decode(entry.value)
+        except msgspec.DecodeError:
+            log.warning("bad_kv_record", bucket=self.bucket, key=entry.key)
 
     def _changed(self) -> None:
         if self._on_change is not None:

@@ -26,6 +26,7 @@ from libs.contracts import subjects
 from libs.contracts.bus.cache import CacheMode
 from libs.contracts.bus.inference import OP_EMBEDDINGS, Usage
 from libs.runtime.env import nats_replicas
+from libs.runtime.kv_scan import scan_all
 
 log = structlog.get_logger()
 
@@ -187,7 +188,7 @@ class ResponseCache:
         error: unlike a lookup, a purge the caller asked for must not fail silently.
 
         nats-py's `keys(filters=...)` lists the whole bucket and filters by substring on
-        the client, so the account's keys are listed with a server-side subject filter
+        the client, so the account's entries are counted with a server-side subject filter
         instead, and removed with one filtered stream purge, which, unlike per-key
         deletes, leaves no tombstones behind. Entries written between the two steps are
         removed too but not counted.
@@ -195,13 +196,7 @@ class ResponseCache:
         if self._kv is None or self._js is None:
             raise RuntimeError("response cache not started")
         prefix = f"{_token(account_id)}."
-        watcher = await self._kv.watch(f"{prefix}>", ignore_deletes=True, meta_only=True)
-        count = 0
-        try:
-            while await watcher.updates(timeout=5.0) is not None:  # None: end of the initial listing
-                count += 1
-        finally:
-            await watcher.stop()
+        count = len(await scan_all(self._kv, f"{prefix}>", len))
         if count:
             await self._js.purge_stream(f"KV_{self.bucket}", subject=f"$KV.{self.bucket}.{prefix}>")
         return count
