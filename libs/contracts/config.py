@@ -23,7 +23,8 @@ class EdgeConfig(msgspec.Struct, forbid_unknown_fields=True):
 class RouterConfig(msgspec.Struct, forbid_unknown_fields=True):
     connect_timeout_s: float | None = None
     read_timeout_s: float | None = None
-    max_connections_per_provider: int | None = None
+    max_connections_per_provider: int | None = None  # default 4096 (a stream holds one throughout)
+    pool_timeout_s: float | None = None  # wait for a free pooled connection before a 503 (default 1)
     # Resilience: retries of one deployment, then the next deployment, then fallbacks.
     retries: int | None = None  # extra attempts on the same deployment (default 1)
     backoff_base_ms: float | None = None  # first retry delay, doubled each time, with jitter (default 100)
@@ -47,6 +48,8 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True):
     kind: str = "openai"  # adapter module: openai-compatible wire format
     connect_timeout_s: float | None = None
     read_timeout_s: float | None = None
+    max_connections: int | None = None  # this provider's pool; default [router] max_connections_per_provider
+    pool_timeout_s: float | None = None
 
 
 class DeploymentConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -1,6 +1,7 @@
 """Running a service process: logging, uvloop, and SIGINT/SIGTERM -> graceful stop."""
 
 import asyncio
+import resource
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -15,6 +16,7 @@ from libs.runtime.logs import configure_logging
 def run_service(name: str, serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run `serve(stop)` until it returns; `stop` is set on SIGINT/SIGTERM."""
     configure_logging(name, env_str("SWITCHBOARD_LOG_LEVEL", "info"))
+    _raise_open_files_limit()
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -30,6 +32,17 @@ def run_service(name: str, serve: Callable[[asyncio.Event], Awaitable[None]]) ->
     else:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(main())
+
+
+def _raise_open_files_limit() -> None:
+    """Soft limit up to the hard one: thousands of concurrent streams hold two sockets each in
+    the edge and one in the router, past the usual soft default of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
 
 
 class Service(Protocol):

@@ -182,6 +182,9 @@ class Dispatcher:
                     last, last_route = exc, route
                     if not retryable(exc):
                         raise _Exhausted(exc, route, latency_ms) from exc
+                    if exc.kind == "saturated":  # our own pool is full: the provider is not to blame
+                        log.warning("upstream_pool_saturated", deployment=route.key)
+                        break  # next deployment, which may have room
                     self._health.record(route.key, False, latency_ms)
                     log.warning("upstream_failed", deployment=route.key, kind=exc.kind, status=exc.status,
                                 attempt=attempt, error=exc.message)

@@ -16,6 +16,9 @@ def failure(status: int, type_: str, message: str, retry_after: int | None = Non
 
 
 def from_upstream(exc: UpstreamError, provider: str, meta: DispatchMeta | None = None) -> Failure:
+    if exc.kind == "saturated":  # ours, not the provider's: the SDKs retry a 503 by themselves
+        return failure(503, errors.UNAVAILABLE, f"The gateway is saturated: {exc.message}.",
+                       retry_after=exc.retry_after or 1, meta=meta)
     if exc.kind == "timeout":
         return failure(504, errors.TIMEOUT,
                        f"Provider {provider} timed out: {exc.message}. Retry, or lower max_tokens.",

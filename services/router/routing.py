@@ -42,7 +42,7 @@ class RetryPolicy(msgspec.Struct, frozen=True):
 
 def retryable(exc: UpstreamError) -> bool:
     """Worth another deployment: the provider failed, not the request."""
-    if exc.kind in ("timeout", "connection"):
+    if exc.kind in ("timeout", "connection", "saturated"):  # saturated: another provider has its own pool
         return True
     if exc.kind == "malformed":
         return exc.status != 400

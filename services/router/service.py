@@ -44,7 +44,10 @@ class RouterService:
         router_cfg = config.router
         connect = env_float("SWITCHBOARD_ROUTER_CONNECT_TIMEOUT_S", router_cfg.connect_timeout_s or 5.0)
         read = env_float("SWITCHBOARD_ROUTER_READ_TIMEOUT_S", router_cfg.read_timeout_s or 120.0)
-        router_cfg = msgspec.structs.replace(router_cfg, connect_timeout_s=connect, read_timeout_s=read)
+        pool = env_int("SWITCHBOARD_ROUTER_MAX_CONNECTIONS", router_cfg.max_connections_per_provider or 4096)
+        pool_wait = env_float("SWITCHBOARD_ROUTER_POOL_TIMEOUT_S", router_cfg.pool_timeout_s or 1.0)
+        router_cfg = msgspec.structs.replace(router_cfg, connect_timeout_s=connect, read_timeout_s=read,
+                                             max_connections_per_provider=pool, pool_timeout_s=pool_wait)
         self.providers: dict[str, ProviderAdapter] = build_providers(config.providers, router_cfg)
         # Video, music and 3D: providers (Replicate, fal) may have only this side.
         self.longrun: dict[str, LongRunAdapter] = build_longrun(config.providers, router_cfg)

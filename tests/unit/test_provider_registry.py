@@ -40,7 +40,7 @@ def test_openai_key_enables_openai_with_default_url(monkeypatch: pytest.MonkeyPa
     assert adapter.settings.base_url == "https://api.openai.com/v1"
     assert adapter.settings.api_key == "sk-test"
     assert (adapter.settings.connect_timeout_s, adapter.settings.read_timeout_s) == (5.0, 120.0)
-    assert adapter.settings.max_connections == 256
+    assert (adapter.settings.max_connections, adapter.settings.pool_timeout_s) == (4096, 1.0)
 
 
 def test_base_url_variable_overrides_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,14 +121,17 @@ def test_unknown_kind_without_key_is_not_checked() -> None:
 def test_router_timeouts_and_per_provider_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.setenv("LOCAL_KEY", "lk")
-    router = RouterConfig(connect_timeout_s=2.5, read_timeout_s=45.0, max_connections_per_provider=16)
+    router = RouterConfig(connect_timeout_s=2.5, read_timeout_s=45.0, max_connections_per_provider=16,
+                          pool_timeout_s=0.5)
     local = ProviderConfig(slug="local", base_url="http://127.0.0.1:8000/v1", api_key_env="LOCAL_KEY",
-                           connect_timeout_s=0.5, read_timeout_s=600.0)
+                           connect_timeout_s=0.5, read_timeout_s=600.0, max_connections=10000, pool_timeout_s=2.0)
     adapters = build_providers([local], router)
     openai = adapters["openai"].settings
     assert (openai.connect_timeout_s, openai.read_timeout_s, openai.max_connections) == (2.5, 45.0, 16)
+    assert openai.pool_timeout_s == 0.5
     mine = adapters["local"].settings
-    assert (mine.connect_timeout_s, mine.read_timeout_s, mine.max_connections) == (0.5, 600.0, 16)
+    assert (mine.connect_timeout_s, mine.read_timeout_s, mine.max_connections) == (0.5, 600.0, 10000)
+    assert mine.pool_timeout_s == 2.0
 
 
 def test_per_provider_read_override_alone_falls_back_for_connect(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,6 +6,7 @@ the same data and require identical answers.
 """
 
 import asyncio
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -249,7 +250,7 @@ class SqliteUsageStore:
         # The timeout is the busy wait while another process holds the write lock.
         db = await aiosqlite.connect(self._path, timeout=30.0, isolation_level=None)
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
+            await _enter_wal(db)
             # NORMAL in WAL can lose the last commits on power loss, never corrupt;
             # JetStream redelivers unacked usage, and inserts are idempotent.
             await db.execute("PRAGMA synchronous=NORMAL")
@@ -342,3 +343,17 @@ class SqliteUsageStore:
 
     async def prune_snapshots(self, before_ms: int) -> None:
         await self._write(PRUNE_SNAPSHOTS, [(before_ms,)])
+
+
+async def _enter_wal(db: aiosqlite.Connection, attempts: int = 100) -> None:
+    """Switch to WAL, waiting out a ledger that is mid-migration: the switch upgrades a shared
+    lock, and SQLite refuses such an upgrade at once (no busy wait) while another connection
+    holds the write lock."""
+    for attempt in range(attempts):
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.05)

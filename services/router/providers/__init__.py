@@ -85,7 +85,8 @@ def _enabled(configured: list[ProviderConfig], router: RouterConfig) -> dict[str
             api_key=key,
             connect_timeout_s=provider.connect_timeout_s or router.connect_timeout_s or 5.0,
             read_timeout_s=provider.read_timeout_s or router.read_timeout_s or 120.0,
-            max_connections=router.max_connections_per_provider or 256,
+            max_connections=provider.max_connections or router.max_connections_per_provider or 4096,
+            pool_timeout_s=provider.pool_timeout_s or router.pool_timeout_s or 1.0,
         )
     return enabled
 

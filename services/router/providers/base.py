@@ -14,7 +14,8 @@ import msgspec
 
 from libs.contracts.bus.inference import Usage
 
-FailureKind = Literal["status", "timeout", "connection", "malformed"]
+# "saturated": our own pool to the provider is full; never counted against the provider.
+FailureKind = Literal["status", "timeout", "connection", "malformed", "saturated"]
 
 
 class ProviderSettings(msgspec.Struct, frozen=True):
@@ -24,7 +25,9 @@ class ProviderSettings(msgspec.Struct, frozen=True):
     api_key: str
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 120.0
-    max_connections: int = 256
+    # Sized for thousands of concurrent streams: a stream holds its connection for its whole life.
+    max_connections: int = 4096
+    pool_timeout_s: float = 1.0  # the longest wait for a free pooled connection
 
 
 class UpstreamError(Exception):

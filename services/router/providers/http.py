@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 import aiohttp
 
 from services.router.providers.base import ProviderAdapter, UpstreamError
+from services.router.providers.pool import pooled_request, pooled_session
 
 ErrorFactory = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
 
@@ -19,12 +20,7 @@ class HttpAdapter(ProviderAdapter):
     _session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self.settings.max_connections, ttl_dns_cache=300,
-                                         keepalive_timeout=30)
-        timeout = aiohttp.ClientTimeout(total=None, connect=self.settings.connect_timeout_s,
-                                        sock_read=self.settings.read_timeout_s)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True,
-                                              raise_for_status=False)
+        self._session = pooled_session(self.settings, auto_decompress=True)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -32,12 +28,7 @@ class HttpAdapter(ProviderAdapter):
 
     async def send(self, url: str, payload: bytes, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
         assert self._session is not None, "adapter used before start()"
-        try:
-            return await self._session.post(url, data=payload, headers=headers)
-        except TimeoutError as exc:
-            raise UpstreamError("timeout", f"no answer from {self.slug} in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError("connection", f"cannot reach {self.slug}: {exc}") from exc
+        return await pooled_request(self._session, self.settings, "POST", url, headers, payload)
 
     async def read(self, response: aiohttp.ClientResponse, error: ErrorFactory) -> bytes:
         """The whole body of a successful answer; an HTTP error status raised through `error`."""
