@@ -37,3 +37,6 @@ class Readiness(msgspec.Struct):
 
     status: str  # "ready" | "not ready"
     supervisor: SupervisorStatus | None = None
+    # Which process answered: several workers share one port (SO_REUSEPORT), and the
+    # supervisor waits until it has heard "ready" from each of them.
+    pid: int | None = None

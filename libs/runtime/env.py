@@ -50,3 +50,9 @@ def nats_replicas() -> int:
     if not 1 <= replicas <= 5:  # JetStream's own limit
         raise SystemExit(f"switchboard: SWITCHBOARD_NATS_REPLICAS must be 1 to 5, got {replicas}")
     return replicas
+
+
+def workers(service: str) -> int:
+    """SWITCHBOARD_<SERVICE>_WORKERS: processes of a scaled-out service on one machine; default
+    one per CPU this process may run on (a Python process uses one core at a time)."""
+    return max(1, env_int(f"SWITCHBOARD_{service.upper()}_WORKERS", len(os.sched_getaffinity(0))))

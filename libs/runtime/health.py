@@ -27,7 +27,7 @@ def readiness_response(ready: bool) -> web.Response:
     status, text = (200, "ready") if ready else (503, "not ready")
     if not os.environ.get(SUPERVISOR_STATUS_ENV):
         return web.Response(status=status, text=text)
-    body = msgspec.json.encode(Readiness(status=text, supervisor=supervisor_status()))
+    body = msgspec.json.encode(Readiness(status=text, supervisor=supervisor_status(), pid=os.getpid()))
     return web.Response(status=status, body=body, content_type="application/json")
 
 
@@ -47,5 +47,6 @@ async def start_health_server(host: str, port: int, ready: Callable[[], bool]) -
     app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    # reuse_port: a service's workers on one machine share its health port (see tools/cli/up.py).
+    await web.TCPSite(runner, host, port, reuse_port=True).start()
     return runner

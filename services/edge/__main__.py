@@ -15,7 +15,10 @@ async def serve(stop: asyncio.Event) -> None:
     app = await build_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True).start()
+    # reuse_port: several edge workers on one machine share the port and the kernel spreads
+    # connections between them (SWITCHBOARD_EDGE_WORKERS, tools/cli/up.py).
+    await web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True,
+                      reuse_port=True).start()
     await stop.wait()
     await runner.cleanup()
 

@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import openai
 
 from tests.integration.cluster import PROVIDER_KEY_VARS
@@ -19,6 +20,7 @@ from tools.cli.processes import free_port
 def _up(data_dir: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[str], str, str]:
     env = {k: v for k, v in os.environ.items() if k not in PROVIDER_KEY_VARS and k != "SWITCHBOARD_ADMIN_KEY"}
     env.update({"SWITCHBOARD_DATA_DIR": str(data_dir), "SWITCHBOARD_SIMULATOR": "1",
+                "SWITCHBOARD_EDGE_WORKERS": "2", "SWITCHBOARD_ROUTER_WORKERS": "2",
                 **{name: str(port) for name, port in ports.items()}})
     proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "up"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -70,7 +72,10 @@ def test_up_serves_stops_cleanly_and_reuses_data() -> None:
         answer = client.chat.completions.create(model="sim/gpt-sim", messages=[{"role": "user", "content": "hey"}])
         assert answer.choices[0].message.content == "Echo: hey"
         children = _children_of(proc.pid)
-        assert len(children) == 7  # nats-server, simulator, ledger, router, jobs, webhooks, edge
+        assert len(children) == 9  # nats-server, simulator, ledger, 2 routers, jobs, webhooks, 2 edges
+        # Both edge workers serve the one port: new connections reach either (SO_REUSEPORT).
+        answered = {httpx.get(url.removesuffix("/v1") + "/readyz").json()["pid"] for _ in range(30)}
+        assert len(answered) == 2 and answered <= children
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         stopping = time.monotonic()

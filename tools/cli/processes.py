@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import msgspec
+
+from libs.contracts.supervision import Readiness
+
 NATS_MAX_PAYLOAD = 16 * 1024 * 1024
 
 
@@ -63,6 +67,19 @@ def http_ok(url: str) -> bool:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def ready_process(url: str, proc: "ManagedProcess") -> bool:
+    """`proc` itself said ready at `url`: workers share the port, and each probe (a new
+    connection) reaches one of them, so this keeps asking until this one's pid answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            if resp.status != 200:
+                return False
+            answer = msgspec.json.decode(resp.read(), type=Readiness)
+    except (urllib.error.URLError, OSError, msgspec.DecodeError):
+        return False
+    return answer.pid == proc.popen.pid
 
 
 def wait_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:

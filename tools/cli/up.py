@@ -10,18 +10,29 @@ from pathlib import Path
 
 from libs.contracts.keys import mint_key
 from libs.contracts.supervision import SUPERVISOR_STATUS_ENV
+from libs.runtime.env import workers
 from tools.cli.nats_cluster import cluster_env, jetstream_ready, node_process, plan_nodes
-from tools.cli.processes import ManagedProcess, ensure_free, http_ok, nats_process, port_open, start_module
+from tools.cli.processes import (
+    ManagedProcess,
+    ensure_free,
+    http_ok,
+    nats_process,
+    port_open,
+    ready_process,
+    start_module,
+)
 from tools.cli.supervisor import Supervisor
 
-# (name, module, health URL env var, default health port, readiness path).
-# The webhooks service takes its slot here when it arrives; each is one more line.
-SERVICES: tuple[tuple[str, str, str, int, str], ...] = (
-    ("ledger", "services.ledger", "SWITCHBOARD_LEDGER_HEALTH_PORT", 8093, "/readyz"),
-    ("router", "services.router", "SWITCHBOARD_ROUTER_HEALTH_PORT", 8091, "/readyz"),
-    ("jobs", "services.jobs", "SWITCHBOARD_JOBS_HEALTH_PORT", 8094, "/readyz"),
-    ("webhooks", "services.webhooks", "SWITCHBOARD_WEBHOOKS_HEALTH_PORT", 8095, "/readyz"),
-    ("edge", "services.edge", "SWITCHBOARD_HTTP_PORT", 8080, "/readyz"),
+# (name, module, health URL env var, default health port, readiness path, scaled).
+# A scaled service runs SWITCHBOARD_<NAME>_WORKERS processes (default: one per CPU) sharing
+# its port: the edge and the router are where requests spend their CPU. The ledger is the one
+# writer of its store; jobs and webhooks wait on the network, not the CPU.
+SERVICES: tuple[tuple[str, str, str, int, str, bool], ...] = (
+    ("ledger", "services.ledger", "SWITCHBOARD_LEDGER_HEALTH_PORT", 8093, "/readyz", False),
+    ("router", "services.router", "SWITCHBOARD_ROUTER_HEALTH_PORT", 8091, "/readyz", True),
+    ("jobs", "services.jobs", "SWITCHBOARD_JOBS_HEALTH_PORT", 8094, "/readyz", False),
+    ("webhooks", "services.webhooks", "SWITCHBOARD_WEBHOOKS_HEALTH_PORT", 8095, "/readyz", False),
+    ("edge", "services.edge", "SWITCHBOARD_HTTP_PORT", 8080, "/readyz", True),
 )
 SIMULATOR_PORT = 9100
 STARTUP_PATIENCE_S = 30.0  # then say which process `up` is still waiting for
@@ -76,12 +87,15 @@ def run_up(nats_nodes: int = 1) -> int:
                 return 0
             env.setdefault("SIM_API_KEY", "sim")
             env.setdefault("SIM_BASE_URL", f"http://127.0.0.1:{sim_port}/v1")
-        for name, module, port_env, default_port, path in SERVICES:
+        for name, module, port_env, default_port, path, scaled in SERVICES:
             port = int(env.get(port_env, default_port))
             ensure_free(port, name)
-            proc = supervisor.add(start_module(name, module, env, log_dir))
-            if not _wait_ready(supervisor, proc, partial(http_ok, f"http://127.0.0.1:{port}{path}"), stop):
-                return 0
+            url = f"http://127.0.0.1:{port}{path}"
+            for worker in range(workers(name) if scaled else 1):
+                proc = supervisor.add(start_module(name if worker == 0 else f"{name}-{worker + 1}", module, env,
+                                                   log_dir))
+                if not _wait_ready(supervisor, proc, partial(ready_process, url, proc), stop):
+                    return 0
         http_port = env.get("SWITCHBOARD_HTTP_PORT", "8080")
         print(f"\nSwitchboard is up.\n  base URL:  http://127.0.0.1:{http_port}/v1\n"
               f"  admin key: {env['SWITCHBOARD_ADMIN_KEY']}\n  logs:      {log_dir}/\n"
