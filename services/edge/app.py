@@ -33,6 +33,7 @@ from services.edge.settings import EdgeSettings
 from services.edge.spend_caps import SpendCaps
 from services.edge.spend_leases import SpendLeases, new_edge_id
 from services.edge.state import EDGE, EdgeState
+from services.edge.stream_inbox import StreamInboxes
 from services.edge.tenancy import Tenancy
 
 log = structlog.get_logger()
@@ -91,7 +92,9 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     max_body = min(settings.max_body_bytes, nc.max_payload - _BODY_HEADROOM)
     middlewares = [access_log_middleware, error_middleware] if settings.access_log else [error_middleware]
     app = web.Application(client_max_size=max_body, middlewares=middlewares)
-    app[EDGE] = EdgeState(settings, nc, keys, tenancy, limiter, blobs, idempotency, spend)
+    streams = StreamInboxes(nc)
+    await streams.start()
+    app[EDGE] = EdgeState(settings, nc, keys, tenancy, limiter, blobs, idempotency, spend, streams)
     app[IDEMPOTENCY] = idempotency
     app[MAX_BODY] = max_body
     app[REQUEST_IDS] = RequestIds()
@@ -124,6 +127,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
         await limiter.stop()
         await keys.mirror.stop()
         await tenancy.stop()
+        await streams.stop()
         await shutdown_nats(nc)
 
     app.on_cleanup.append(shutdown)

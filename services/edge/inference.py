@@ -97,7 +97,7 @@ async def send(request: web.Request, state: EdgeState, sub: SubAccountRecord | N
     try:
         if message.stream:
             # A stream that ends without its end marker leaves the hold unsettled: charged in full below.
-            return await relay_stream(request, state.nc, subject, encode(message), request[REQUEST_ID],
+            return await relay_stream(request, state.streams, subject, encode(message), request[REQUEST_ID],
                                       state.settings.request_timeout_s, state.settings.stream_idle_timeout_s,
                                       on_end=ended, error_event=error_event)
         reply = await request_reply(state.nc, subject, encode(message), state.settings.request_timeout_s)

@@ -26,6 +26,7 @@ from libs.contracts.bus.inference import (
 from libs.contracts.errors import ErrorBody, error_json
 from libs.contracts.money import cents_header
 from services.edge.errors import GatewayError
+from services.edge.stream_inbox import StreamInbox, StreamInboxes
 
 _NO_RESPONDERS = "503"
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -116,20 +117,20 @@ def _error_event(body: ErrorBody) -> bytes:
     return b"data: " + error_json(body) + b"\n\n"
 
 
-async def relay_stream(request: web.Request, nc: Client, subject: str, payload: bytes, request_id: str,
-                       timeout_s: float, idle_timeout_s: float,
+async def relay_stream(request: web.Request, inboxes: StreamInboxes, subject: str, payload: bytes,
+                       request_id: str, timeout_s: float, idle_timeout_s: float,
                        on_end: Callable[[DispatchMeta], None] | None = None,
                        error_event: Callable[[ErrorBody], bytes] | None = None) -> web.StreamResponse:
+    nc = inboxes.nc
     if not nc.is_connected:
         raise _unavailable("The gateway is reconnecting to its message bus")
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
+    inbox = inboxes.open()
     try:
-        await nc.publish(subject, payload, reply=inbox)
-        try:
-            first = _decode(await sub.next_msg(timeout=timeout_s))
-        except nats.errors.TimeoutError as exc:
-            raise _timeout(timeout_s) from exc
+        await nc.publish(subject, payload, reply=inbox.subject)
+        arrived = await inbox.take(timeout_s)
+        if not arrived:
+            raise _timeout(timeout_s)
+        first = _decode(arrived[0])
         if isinstance(first, Failure):
             raise _failure_error(first, request_id)
         if not isinstance(first, StreamStart):
@@ -137,40 +138,50 @@ async def relay_stream(request: web.Request, nc: Client, subject: str, payload: 
         response = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **meta_headers(first.meta, request_id)})
         await response.prepare(request)
         try:
-            meta = await _pump(response, sub, idle_timeout_s, error_event or _error_event)
+            meta = await _pump(response, inbox, arrived[1:], idle_timeout_s, error_event or _error_event)
             if meta is not None and on_end is not None:
                 on_end(meta)
         except ConnectionError:
             # The client went away: tell the router to stop generating (and paying for) the rest.
-            await nc.publish(subjects.STREAM_CANCEL, inbox.encode())
+            await nc.publish(subjects.STREAM_CANCEL, inbox.subject.encode())
         return response
     finally:
-        await sub.unsubscribe()
+        inboxes.close(inbox)
 
 
-async def _pump(response: web.StreamResponse, sub: nats.aio.subscription.Subscription,
-                idle_timeout_s: float, error_event: Callable[[ErrorBody], bytes]) -> DispatchMeta | None:
-    """Write chunks as they arrive; end with the router's end marker (its meta returned) or an error event."""
+async def _pump(response: web.StreamResponse, inbox: StreamInbox, arrived: list[Msg], idle_timeout_s: float,
+                error_event: Callable[[ErrorBody], bytes]) -> DispatchMeta | None:
+    """Write chunks as they arrive, those that arrived together in one write; end with the router's
+    end marker (its meta returned) or an error event."""
     last = time.monotonic()
     while True:
-        try:
-            msg = await sub.next_msg(timeout=idle_timeout_s)
-        except nats.errors.TimeoutError:
-            waited = time.monotonic() - last
-            await response.write(error_event(ErrorBody(
-                f"The stream stalled: nothing from the router for {waited:.0f}s.", errors.TIMEOUT, 504)))
-            return None
-        last = time.monotonic()
-        try:
-            message = _decode(msg)
-        except GatewayError as exc:
-            await response.write(error_event(exc.body))
-            return None
-        if isinstance(message, StreamChunk):
-            await response.write(message.data)
-        elif isinstance(message, StreamEnd):
-            await response.write_eof()
-            return message.meta
-        elif isinstance(message, Failure):
-            await response.write(error_event(message.error))
-            return None
+        if not arrived:
+            arrived = await inbox.take(idle_timeout_s)
+            if not arrived:
+                waited = time.monotonic() - last
+                await response.write(error_event(ErrorBody(
+                    f"The stream stalled: nothing from the router for {waited:.0f}s.", errors.TIMEOUT, 504)))
+                return None
+            last = time.monotonic()
+        pending: list[bytes] = []
+        for msg in arrived:
+            try:
+                message = _decode(msg)
+            except GatewayError as exc:
+                pending.append(error_event(exc.body))
+                await response.write(b"".join(pending))
+                return None
+            if isinstance(message, StreamChunk):
+                pending.append(message.data)
+            elif isinstance(message, StreamEnd):
+                if pending:
+                    await response.write(b"".join(pending))
+                await response.write_eof()
+                return message.meta
+            elif isinstance(message, Failure):
+                pending.append(error_event(message.error))
+                await response.write(b"".join(pending))
+                return None
+        arrived = []
+        if pending:
+            await response.write(pending[0] if len(pending) == 1 else b"".join(pending))

@@ -11,6 +11,7 @@ from services.edge.idempotency import Idempotency
 from services.edge.ratelimit import RateLimiter
 from services.edge.settings import EdgeSettings
 from services.edge.spend_caps import SpendCaps
+from services.edge.stream_inbox import StreamInboxes
 from services.edge.tenancy import Tenancy
 
 
@@ -24,6 +25,7 @@ class EdgeState:
     blobs: BlobStore  # files and job results, streamed in and out by the edge itself
     idempotency: Idempotency
     spend: SpendCaps  # worst-case reservations against caps and wallets
+    streams: StreamInboxes  # where streamed replies arrive
 
 
 EDGE = web.AppKey("edge", EdgeState)

@@ -11,24 +11,24 @@ from collections.abc import AsyncIterator, Callable, Mapping
 import aiohttp
 
 from services.router.providers.base import ProviderAdapter, UpstreamError
-from services.router.providers.pool import pooled_request, pooled_session
+from services.router.providers.pool import UpstreamPool
 
 ErrorFactory = Callable[[int, bytes, Mapping[str, str]], UpstreamError]
 
 
 class HttpAdapter(ProviderAdapter):
-    _session: aiohttp.ClientSession | None = None
+    _pool: UpstreamPool | None = None
 
     async def start(self) -> None:
-        self._session = pooled_session(self.settings, auto_decompress=True)
+        self._pool = UpstreamPool(self.settings, auto_decompress=True)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
 
     async def send(self, url: str, payload: bytes, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
-        assert self._session is not None, "adapter used before start()"
-        return await pooled_request(self._session, self.settings, "POST", url, headers, payload)
+        assert self._pool is not None, "adapter used before start()"
+        return await self._pool.request("POST", url, headers, payload)
 
     async def read(self, response: aiohttp.ClientResponse, error: ErrorFactory) -> bytes:
         """The whole body of a successful answer; an HTTP error status raised through `error`."""

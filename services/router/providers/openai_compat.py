@@ -177,10 +177,14 @@ class OpenAIStream(UpstreamStream):
         kept: list[bytes] = []
         withheld = False
         for event in events.split(b"\n\n")[:-1]:
-            data = _data_of(event)
-            if data is None:
-                kept.append(event)
-                continue
+            # Nearly every event is one `data: ` line: skip the general line parsing for those.
+            if event.startswith(b"data: ") and b"\n" not in event:
+                data = event[6:]
+            else:
+                data = _data_of(event)
+                if data is None:
+                    kept.append(event)
+                    continue
             if data == b"[DONE]":
                 self._done = withheld = True
                 continue
@@ -189,7 +193,12 @@ class OpenAIStream(UpstreamStream):
             except msgspec.DecodeError as exc:
                 raise UpstreamError("malformed", "upstream sent a stream event that is not JSON") from exc
             for choice in probe.choices or ():
-                self._track(choice)
+                if choice.finish_reason is None and type(choice.index) is int and choice.index in self._unfinished:
+                    delta = choice.delta  # the common case, inline: one more piece of an open choice
+                    if delta is not None and (delta.content or delta.tool_calls):
+                        self._pieces += 1
+                else:
+                    self._track(choice)
             if probe.usage is not None:
                 self.usage = to_usage(probe)
                 if probe.choices is not None and not probe.choices:
