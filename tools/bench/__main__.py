@@ -6,6 +6,20 @@ bench-results/<timestamp>.json plus a table.
 Knobs: BENCH_SECONDS (per run, default 10), BENCH_RATES (default
 "200,500,1000"), BENCH_UPSTREAM_MS (simulated upstream latency, default 10),
 BENCH_PEAK_CONNECTIONS (default 32).
+
+Issue 10's scenarios (after the rows above, on the same stack; tools/bench/streams.py, soak.py):
+- CPU per request of edge, router, nats-server and ledger at 500 rps non-stream and 200 rps stream
+  (BENCH_SECONDS each).
+- Memory per idle open stream: BENCH_IDLE_STREAMS (default 500) streams whose first chunk comes
+  after BENCH_IDLE_TTFT_MS (default 15000); measured before the bursts below, which leave the
+  heaps at their high-water mark (RSS never shrinks back).
+- Streams at scale: BENCH_STREAM_STEPS (default "100,500,1000,2000") concurrent 2-second streams
+  (200 chunks 10 ms apart), direct vs gateway, and the knee; BENCH_STREAM_CLIENTS load client
+  processes (default 1), BENCH_STREAM_TIMEOUT_S per stream (default 30).
+- Soak: BENCH_SOAK_SECONDS (default 600; 0 skips it) at 400 rps non-stream + 100 rps stream,
+  RSS of every service every 10 s.
+BENCH_ONLY=cpu,streams,idle,soak (any of them; "scale" = all four) starts the stack, runs just those
+and writes their report, e.g. `BENCH_ONLY=streams BENCH_STREAM_STEPS=100,500,1000 python -m tools.bench`.
 """
 
 import json
@@ -14,9 +28,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import NamedTuple
+
+import msgspec
 
 from libs.contracts.keys import mint_key
 from tools.bench.caps import lines as caps_lines
@@ -24,14 +40,27 @@ from tools.bench.caps import measure as measure_caps
 from tools.bench.ingest import measure as measure_ingest
 from tools.bench.jobs import measure as measure_jobs
 from tools.bench.loadgen import RunResult, Target, run_closed, run_fixed_rate, run_wrk
+from tools.bench.soak import CpuPerRequest, SoakReport, cpu_lines, measure_cpu, measure_soak, soak_lines
 from tools.bench.spend import lines as spend_lines
 from tools.bench.spend import measure as measure_spend
+from tools.bench.streams import (
+    STREAM_TPS,
+    IdleMemory,
+    Load,
+    ScaleReport,
+    idle_lines,
+    measure_idle,
+    measure_scale,
+    stream_body,
+)
+from tools.bench.streams import lines as scale_lines
 from tools.bench.webhooks import measure as measure_webhooks
 from tools.cli.processes import ManagedProcess, free_port, spawn, start_module, start_nats, wait_http_ok
 
 CHAT = {"messages": [{"role": "user", "content": "Summarise the benefits of a gateway in one line."}],
         "max_tokens": 32}
 TARGETS = ("direct", "floor", "gateway")
+SCALE_PARTS = ("cpu", "streams", "idle", "soak")
 
 
 class Stack(NamedTuple):
@@ -39,6 +68,11 @@ class Stack(NamedTuple):
     urls: dict[str, str]
     admin: str
     restart_router: Callable[[bool], None]  # metering on/off, everything else untouched
+
+    def pids(self) -> dict[str, int]:
+        """Process name -> pid, as they run now (the router may have been restarted); no floor processes."""
+        return {("nats-server" if p.name.startswith("nats") else p.name): p.popen.pid
+                for p in self.procs if not p.name.startswith("floor")}
 
 
 def _start(root: Path, upstream_ms: int) -> Stack:
@@ -155,7 +189,83 @@ def _routing_rows(urls: dict[str, str], admin: str, seconds: float,
             "cache hit, 500 rps fixed": asdict(run_fixed_rate(cached, 500, seconds, slack_ms))}
 
 
+class Scale(msgspec.Struct, omit_defaults=True):
+    """Issue 10's scenarios; a part not run stays None and is left out of the report."""
+
+    cpu_per_request: list[CpuPerRequest] | None = None
+    streams_at_scale: ScaleReport | None = None
+    idle_stream_memory: IdleMemory | None = None
+    soak: SoakReport | None = None
+
+
+def _scale(stack: Stack, seconds: float, slack_ms: float, parts: set[str]) -> Scale:
+    """Issue 10's scenarios, in this order: CPU per request, idle-stream memory, streams at scale, soak."""
+    env, out = os.environ, Scale()
+    targets = _targets(stack.urls, stack.admin, stream=False), _targets(stack.urls, stack.admin, stream=True)
+    plain, stream = replace(targets[0]["gateway"], name="non-stream"), replace(targets[1]["gateway"], name="stream")
+    if "cpu" in parts:
+        out.cpu_per_request = [measure_cpu(plain, stack.pids(), 500, seconds, slack_ms),
+                               measure_cpu(stream, stack.pids(), 200, seconds, slack_ms)]
+    direct_url, gateway_url = f"{stack.urls['direct']}/chat/completions", f"{stack.urls['gateway']}/chat/completions"
+    model = f"gpt-sim+tps={STREAM_TPS}"
+    if "idle" in parts:  # before the big bursts, which leave every heap at their high-water mark
+        ttft = float(env.get("BENCH_IDLE_TTFT_MS", "15000"))
+        out.idle_stream_memory = measure_idle(
+            Load(gateway_url, stack.admin, stream_body(f"sim/gpt-sim+ttft={ttft:g}", words=8, pieces=9)),
+            stack.pids(), int(env.get("BENCH_IDLE_STREAMS", "500")), ttft)
+    if "streams" in parts:
+        steps = [int(n) for n in env.get("BENCH_STREAM_STEPS", "100,500,1000,2000").split(",") if n]
+        out.streams_at_scale = measure_scale(
+            Load(direct_url, "bench", stream_body(model)), Load(gateway_url, stack.admin, stream_body(f"sim/{model}")),
+            stack.pids(), steps, int(env.get("BENCH_STREAM_CLIENTS", "1")),
+            float(env.get("BENCH_STREAM_TIMEOUT_S", "30")))
+    soak_s = float(env.get("BENCH_SOAK_SECONDS", "600"))
+    if "soak" in parts and soak_s > 0:
+        out.soak = measure_soak({"non-stream": (plain, 400), "stream": (stream, 100)}, stack.pids(), soak_s, slack_ms)
+    return out
+
+
+def _scale_lines(scale: Scale) -> list[str]:
+    out = []
+    if scale.cpu_per_request is not None:
+        out += ["CPU per request, µs (gateway; edge 263 / router 307 before issue 10):",
+                *cpu_lines(scale.cpu_per_request)]
+    if scale.idle_stream_memory is not None:
+        out += ["memory per idle open stream (through the gateway):", *idle_lines(scale.idle_stream_memory)]
+    if scale.streams_at_scale is not None:
+        out += ["streams at scale (N opened at once, 200 chunks 10 ms apart each; ms):",
+                *scale_lines(scale.streams_at_scale)]
+    if scale.soak is not None:
+        out += ["soak (RSS of every service):", *soak_lines(scale.soak)]
+    return out
+
+
+def _only(parts: set[str]) -> None:
+    """BENCH_ONLY: the stack and just the named scale scenarios, for iterating on one of them."""
+    seconds = float(os.environ.get("BENCH_SECONDS", "10"))
+    upstream_ms = int(os.environ.get("BENCH_UPSTREAM_MS", "10"))
+    root = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+    stack = _start(root, upstream_ms)
+    try:
+        run_closed(_targets(stack.urls, stack.admin, stream=False)["gateway"], 2, 2)  # warm-up
+        scale = _scale(stack, seconds, upstream_ms + 25.0, parts)
+    finally:
+        for proc in reversed(stack.procs):
+            proc.stop()
+    report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "upstream_latency_ms": upstream_ms,
+              "seconds_per_run": seconds, "cpus": os.cpu_count(), **msgspec.to_builtins(scale)}
+    out_dir = Path("bench-results")
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"bench-{'-'.join(sorted(parts))}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print("\n".join(_scale_lines(scale)))
+    print(f"Report: {path}")
+
+
 def main() -> None:
+    only = {p.strip() for p in os.environ.get("BENCH_ONLY", "").split(",") if p.strip()}
+    if only:
+        return _only(set(SCALE_PARTS) if "scale" in only else only & set(SCALE_PARTS))
     seconds = float(os.environ.get("BENCH_SECONDS", "10"))
     rates = [float(r) for r in os.environ.get("BENCH_RATES", "200,500,1000").split(",") if r]
     upstream_ms = int(os.environ.get("BENCH_UPSTREAM_MS", "10"))
@@ -182,6 +292,7 @@ def main() -> None:
                          each(lambda t: run_fixed_rate(t, 200, seconds, slack_ms), stream)))
         routing = _routing_rows(urls, admin, seconds, slack_ms)
         metering = _metering_ab(stack, seconds, slack_ms)
+        scale = _scale(stack, seconds, slack_ms, set(SCALE_PARTS))
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -196,6 +307,7 @@ def main() -> None:
               "routing": routing,
               "ledger_ingest": ingest, "webhooks": webhooks, "jobs": jobs, "spend_caps": caps}
     report["spend_refresh"] = spend
+    report.update(msgspec.to_builtins(scale))
     out_dir = Path("bench-results")
     out_dir.mkdir(exist_ok=True)
     path = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -219,6 +331,7 @@ def main() -> None:
           f"({jobs['jobs']} in {jobs['seconds']} s, {jobs['connections']} connections, {jobs['failures']} failed)")
     print("spend cap overshoot (sub-account hammered until 402; leases off = the ledger's published spend alone):")
     print("\n".join(caps_lines(caps)))
+    print("\n".join(_scale_lines(scale)))
     print(f"\nms; upstream latency {upstream_ms} ms; {seconds:g}s per run. dir = straight to the simulator, "
           "flr = bare edge->NATS->router floor (tools/bench/floor.py),\n+p50/+p99 = gateway minus direct, "
           f"gw-flr = what our code adds over the floor. Report: {path}")

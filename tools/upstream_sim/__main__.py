@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import socket
 from collections.abc import Sequence
 
@@ -53,6 +54,45 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def _serve(app: web.Application, sock: socket.socket, url: str) -> None:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    server = runner.server
+    assert server is not None
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[object]] = set()
+    sock.listen(4096)
+    sock.setblocking(False)
+
+    def accept_all() -> None:
+        # uvloop's own server (what run_app would use) accepts one connection per loop iteration,
+        # so with thousands of paced streams running, a burst of new ones waited seconds just to
+        # be accepted. Taking every pending connection at once keeps admission instant.
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # out of descriptors and the like: the rest wait in the backlog
+            conn.setblocking(False)  # Python hands accepted sockets back in blocking mode
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = loop.create_task(loop.connect_accepted_socket(server, conn))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_reader(sock.fileno(), accept_all)
+    # The single line callers wait for: printed once the socket listens, which is exactly "ready".
+    print(f"upstream_sim listening on {url}", flush=True)
+    await stop.wait()
+    loop.remove_reader(sock.fileno())
+    sock.close()
+    await runner.cleanup()  # a short shutdown timeout: "hang" requests would otherwise hold it for a minute
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parse(argv)
     settings = SimSettings(latency_ms=args.latency_ms, ttft_ms=args.ttft_ms, tps=args.tps, api_key=args.api_key)
@@ -60,20 +100,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     sock = _bind(args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{sock.getsockname()[1]}"
-
-    def announce(*_: object) -> None:
-        # run_app calls its print hook once the site is listening, which is exactly "ready";
-        # aiohttp's banner is replaced by the single line callers wait for.
-        print(f"upstream_sim listening on {url}", flush=True)
-
     try:
         import uvloop
 
-        loop = uvloop.new_event_loop()
+        loop_factory = uvloop.new_event_loop
     except ImportError:
-        loop = asyncio.new_event_loop()
-    # A short shutdown timeout: "hang" requests would otherwise hold Ctrl-C for a minute.
-    web.run_app(app, sock=sock, access_log=None, print=announce, loop=loop, shutdown_timeout=2.0)
+        loop_factory = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_serve(app, sock, url))
 
 
 if __name__ == "__main__":
