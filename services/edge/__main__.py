@@ -5,6 +5,7 @@ import asyncio
 from aiohttp import web
 
 from libs.contracts.config import load_config
+from libs.runtime.listener import BurstListener, listening_socket
 from libs.runtime.process import run_service
 from services.edge.app import build_app
 from services.edge.settings import EdgeSettings
@@ -17,9 +18,10 @@ async def serve(stop: asyncio.Event) -> None:
     await runner.setup()
     # reuse_port: several edge workers on one machine share the port and the kernel spreads
     # connections between them (SWITCHBOARD_EDGE_WORKERS, tools/cli/up.py).
-    await web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True,
-                      reuse_port=True).start()
+    listener = BurstListener(runner, listening_socket(settings.host, settings.port, reuse_port=True))
+    listener.start()
     await stop.wait()
+    listener.stop()
     await runner.cleanup()
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from libs.runtime.listener import BurstListener, listening_socket
 from tools.upstream_sim.app import create_app
 from tools.upstream_sim.settings import SimSettings
 
@@ -45,51 +46,19 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    # Binding here (instead of letting run_app do it) lets --port 0 announce the real port.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    return sock
-
-
 async def _serve(app: web.Application, sock: socket.socket, url: str) -> None:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    server = runner.server
-    assert server is not None
     loop = asyncio.get_running_loop()
-    tasks: set[asyncio.Task[object]] = set()
-    sock.listen(4096)
-    sock.setblocking(False)
-
-    def accept_all() -> None:
-        # uvloop's own server (what run_app would use) accepts one connection per loop iteration,
-        # so with thousands of paced streams running, a burst of new ones waited seconds just to
-        # be accepted. Taking every pending connection at once keeps admission instant.
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return  # out of descriptors and the like: the rest wait in the backlog
-            conn.setblocking(False)  # Python hands accepted sockets back in blocking mode
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            task = loop.create_task(loop.connect_accepted_socket(server, conn))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
+    listener = BurstListener(runner, sock)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_reader(sock.fileno(), accept_all)
+    listener.start()
     # The single line callers wait for: printed once the socket listens, which is exactly "ready".
     print(f"upstream_sim listening on {url}", flush=True)
     await stop.wait()
-    loop.remove_reader(sock.fileno())
-    sock.close()
+    listener.stop()
     await runner.cleanup()  # a short shutdown timeout: "hang" requests would otherwise hold it for a minute
 
 
@@ -97,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parse(argv)
     settings = SimSettings(latency_ms=args.latency_ms, ttft_ms=args.ttft_ms, tps=args.tps, api_key=args.api_key)
     app = create_app(settings)
-    sock = _bind(args.host, args.port)
+    # Bound here so that --port 0 can announce the real port.
+    sock = listening_socket(args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{sock.getsockname()[1]}"
     try:
