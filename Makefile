@@ -34,8 +34,8 @@ integration: install
 	$(PY) -m pytest -q tests/integration
 
 bench: install
-	@command -v wrk >/dev/null && command -v hey >/dev/null || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk hey >/dev/null)
+	@command -v wrk >/dev/null && command -v hey >/dev/null && command -v nginx >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk hey nginx-light >/dev/null)
 	$(PY) -m tools.bench
 
 clean:

@@ -35,6 +35,9 @@ from typing import NamedTuple
 import msgspec
 
 from libs.contracts.keys import mint_key
+from libs.contracts.supervision import SUPERVISOR_STATUS_ENV
+from libs.runtime.env import workers
+from tools.bench import nginx_upstream
 from tools.bench.caps import lines as caps_lines
 from tools.bench.caps import measure as measure_caps
 from tools.bench.ingest import measure as measure_ingest
@@ -55,7 +58,7 @@ from tools.bench.streams import (
 )
 from tools.bench.streams import lines as scale_lines
 from tools.bench.webhooks import measure as measure_webhooks
-from tools.cli.processes import ManagedProcess, free_port, spawn, start_module, start_nats, wait_http_ok
+from tools.cli.processes import ManagedProcess, free_port, ready_process, spawn, start_module, start_nats, wait_http_ok
 
 CHAT = {"messages": [{"role": "user", "content": "Summarise the benefits of a gateway in one line."}],
         "max_tokens": 32}
@@ -65,9 +68,12 @@ SCALE_PARTS = ("cpu", "streams", "idle", "soak")
 
 class Stack(NamedTuple):
     procs: list[ManagedProcess]
+    # direct, floor, gateway: the simulator behind them (streams, directives); plain_direct,
+    # plain_floor: the upstream of the non-stream rows (nginx when installed, else the simulator).
     urls: dict[str, str]
     admin: str
     restart_router: Callable[[bool], None]  # metering on/off, everything else untouched
+    plain_model: str  # the gateway's model for the non-stream rows
 
     def pids(self) -> dict[str, int]:
         """Process name -> pid, as they run now (the router may have been restarted); no floor processes."""
@@ -76,6 +82,9 @@ class Stack(NamedTuple):
 
 
 def _start(root: Path, upstream_ms: int) -> Stack:
+    """NATS, the simulator (and nginx), the ledger, SWITCHBOARD_ROUTER_WORKERS routers and
+    SWITCHBOARD_EDGE_WORKERS edges (default: one of each per CPU, as `switchboard up` runs them),
+    and the floor (one process of each)."""
     logs = root / "logs"
     nats_port, sim_port, edge_port, floor_port, health, ledger_health = (free_port() for _ in range(6))
     nats_url, sim_url = f"nats://127.0.0.1:{nats_port}", f"http://127.0.0.1:{sim_port}/v1"
@@ -89,50 +98,77 @@ def _start(root: Path, upstream_ms: int) -> Stack:
     config = root / "bench.toml"
     # Routing features configured but not triggered: a model with two healthy deployments and
     # a fallback, to show what the machinery costs when nothing fails.
+    use_nginx = os.environ.get("BENCH_UPSTREAM", "nginx" if nginx_upstream.available() else "sim") == "nginx"
+    plain_url = sim_url
+    if use_nginx:
+        nginx_port = free_port()
+        procs.append(nginx_upstream.start(root, nginx_port, logs))
+        plain_url = f"http://127.0.0.1:{nginx_port}/v1"
     config.write_text(
+        f'[[providers]]\nslug = "fast"\nbase_url = "{plain_url}"\napi_key_env = "SIM_API_KEY"\n'
         f'[[providers]]\nslug = "sim2"\nbase_url = "{sim_url}"\napi_key_env = "SIM_API_KEY"\n'
         '[[models]]\nid = "sim/ha"\nupstream = "gpt-sim"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n'
         'deployments = [{provider = "sim"}, {provider = "sim2"}]\nfallbacks = ["sim/gpt-sim"]\n')
     env = {**env, "SWITCHBOARD_NATS_URL": nats_url, "SWITCHBOARD_ADMIN_KEY": admin, "SWITCHBOARD_CONFIG": str(config),
            "SWITCHBOARD_HTTP_PORT": str(edge_port), "SWITCHBOARD_ROUTER_HEALTH_PORT": str(health),
            "SWITCHBOARD_DATA_DIR": str(root), "SIM_API_KEY": "bench", "SIM_BASE_URL": sim_url,
-           "SWITCHBOARD_LEDGER_HEALTH_PORT": str(ledger_health)}
+           "SWITCHBOARD_LEDGER_HEALTH_PORT": str(ledger_health),
+           # /readyz then names the pid that answered: several workers share one port.
+           SUPERVISOR_STATUS_ENV: str(root / "no-supervisor.json")}
+    routers, edges = workers("router"), workers("edge")
     procs.append(start_module("ledger", "services.ledger", env, logs))
     wait_http_ok(f"http://127.0.0.1:{ledger_health}/readyz", 30, procs[-1].popen)
 
-    def restart_router(metering: bool) -> None:
-        if router_at[0] >= 0:
-            procs[router_at[0]].stop()
-        router = start_module("router", "services.router", {**env, "SWITCHBOARD_METERING": str(int(metering))}, logs)
-        wait_http_ok(f"http://127.0.0.1:{health}/readyz", 30, router.popen)
-        if router_at[0] >= 0:
-            procs[router_at[0]] = router
-        else:
-            router_at[0] = len(procs)
-            procs.append(router)
+    def start_workers(name: str, module: str, count: int, url: str, extra: dict[str, str]) -> list[ManagedProcess]:
+        started = []
+        for worker in range(count):
+            proc = start_module(name if worker == 0 else f"{name}-{worker + 1}", module, {**env, **extra}, logs)
+            deadline = time.monotonic() + 30
+            while not ready_process(url, proc):
+                if time.monotonic() > deadline or proc.popen.poll() is not None:
+                    raise RuntimeError(f"{proc.name} did not get ready (see {proc.log_path})")
+                time.sleep(0.05)
+            started.append(proc)
+        return started
 
-    router_at = [-1]
+    def restart_router(metering: bool) -> None:
+        for proc in [p for p in procs if p.name == "router" or p.name.startswith("router-")]:
+            proc.stop()
+            procs.remove(proc)
+        procs.extend(start_workers("router", "services.router", routers, f"http://127.0.0.1:{health}/readyz",
+                                   {"SWITCHBOARD_METERING": str(int(metering))}))
+
     restart_router(True)
-    procs.append(start_module("edge", "services.edge", env, logs))
-    wait_http_ok(f"http://127.0.0.1:{edge_port}/readyz", 30, procs[-1].popen)
+    procs.extend(start_workers("edge", "services.edge", edges, f"http://127.0.0.1:{edge_port}/readyz", {}))
     floor = [sys.executable, "-m", "tools.bench.floor"]
+    plain_floor_port = floor_port
     procs.append(spawn("floor-router", [*floor, "router", "0", nats_url, sim_url], env, logs))
     procs.append(spawn("floor-edge", [*floor, "edge", str(floor_port), nats_url, sim_url], env, logs))
     wait_http_ok(f"http://127.0.0.1:{floor_port}/healthz", 30, procs[-1].popen)
+    if use_nginx:  # a second floor in front of nginx, for the non-stream rows
+        plain_floor_port = free_port()
+        procs.append(spawn("floor-router-plain", [*floor, "router", "0", nats_url, plain_url, "floor.plain"], env,
+                           logs))
+        procs.append(spawn("floor-edge-plain", [*floor, "edge", str(plain_floor_port), nats_url, plain_url,
+                                                "floor.plain"], env, logs))
+        wait_http_ok(f"http://127.0.0.1:{plain_floor_port}/healthz", 30, procs[-1].popen)
     urls = {"direct": sim_url, "floor": f"http://127.0.0.1:{floor_port}/v1",
-            "gateway": f"http://127.0.0.1:{edge_port}/v1"}
-    return Stack(procs, urls, admin, restart_router)
+            "gateway": f"http://127.0.0.1:{edge_port}/v1", "plain_direct": plain_url,
+            "plain_floor": f"http://127.0.0.1:{plain_floor_port}/v1"}
+    return Stack(procs, urls, admin, restart_router, "fast/gpt-sim")
 
 
-def _targets(urls: dict[str, str], admin: str, stream: bool) -> dict[str, Target]:
+def _targets(stack: Stack, stream: bool) -> dict[str, Target]:
+    urls = stack.urls
     extra = {"stream": True} if stream else {}
     upstream_body = json.dumps({"model": "gpt-sim", **CHAT, **extra}).encode()
+    direct, floor = (urls["direct"], urls["floor"]) if stream else (urls["plain_direct"], urls["plain_floor"])
+    model = "sim/gpt-sim" if stream else stack.plain_model
     return {
-        "direct": Target("direct", f"{urls['direct']}/chat/completions", {"Authorization": "Bearer bench"},
-                         upstream_body),
-        "floor": Target("floor", f"{urls['floor']}/chat/completions", {}, upstream_body),
-        "gateway": Target("gateway", f"{urls['gateway']}/chat/completions", {"Authorization": f"Bearer {admin}"},
-                          json.dumps({"model": "sim/gpt-sim", **CHAT, **extra}).encode()),
+        "direct": Target("direct", f"{direct}/chat/completions", {"Authorization": "Bearer bench"}, upstream_body),
+        "floor": Target("floor", f"{floor}/chat/completions", {}, upstream_body),
+        "gateway": Target("gateway", f"{urls['gateway']}/chat/completions", {"Authorization": f"Bearer {stack.admin}"},
+                          json.dumps({"model": model, **CHAT, **extra}).encode()),
     }
 
 
@@ -161,7 +197,7 @@ def _table(rows: list[dict[str, object]]) -> str:
 def _metering_ab(stack: Stack, seconds: float, slack_ms: float, rounds: int = 2) -> dict[str, list[dict[str, object]]]:
     """500 rps with metering on, then off, alternating, on the same stack: only the router restarts, so
     the comparison is not confounded by a different ledger, NATS state or time of the run."""
-    target = _targets(stack.urls, stack.admin, stream=False)["gateway"]
+    target = _targets(stack, stream=False)["gateway"]
     results: dict[str, list[dict[str, object]]] = {"on": [], "off": []}
     try:
         for _ in range(rounds):
@@ -201,7 +237,7 @@ class Scale(msgspec.Struct, omit_defaults=True):
 def _scale(stack: Stack, seconds: float, slack_ms: float, parts: set[str]) -> Scale:
     """Issue 10's scenarios, in this order: CPU per request, idle-stream memory, streams at scale, soak."""
     env, out = os.environ, Scale()
-    targets = _targets(stack.urls, stack.admin, stream=False), _targets(stack.urls, stack.admin, stream=True)
+    targets = _targets(stack, stream=False), _targets(stack, stream=True)
     plain, stream = replace(targets[0]["gateway"], name="non-stream"), replace(targets[1]["gateway"], name="stream")
     if "cpu" in parts:
         out.cpu_per_request = [measure_cpu(plain, stack.pids(), 500, seconds, slack_ms),
@@ -247,7 +283,7 @@ def _only(parts: set[str]) -> None:
     root = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
     stack = _start(root, upstream_ms)
     try:
-        run_closed(_targets(stack.urls, stack.admin, stream=False)["gateway"], 2, 2)  # warm-up
+        run_closed(_targets(stack, stream=False)["gateway"], 2, 2)  # warm-up
         scale = _scale(stack, seconds, upstream_ms + 25.0, parts)
     finally:
         for proc in reversed(stack.procs):
@@ -280,7 +316,7 @@ def main() -> None:
         return {name: run(targets[name]) for name in TARGETS}
 
     try:
-        plain, stream = _targets(urls, admin, stream=False), _targets(urls, admin, stream=True)
+        plain, stream = _targets(stack, stream=False), _targets(stack, stream=True)
         each(lambda t: run_closed(t, 2, 2), plain)  # warm-up: connections, pools, caches
         rows.append(_row("1 connection, sequential", each(lambda t: run_closed(t, 1, seconds), plain)))
         for rate in rates:

@@ -3,7 +3,8 @@ with no auth, no validation, no parsing and no headers.
 
 `make bench` runs it beside the gateway so the report separates what the
 architecture costs on this machine (floor - direct) from what our code adds on
-top (gateway - floor). Usage: python -m tools.bench.floor edge|router PORT NATS_URL UPSTREAM_URL
+top (gateway - floor). Usage: python -m tools.bench.floor edge|router PORT NATS_URL UPSTREAM_URL [SUBJECT]
+(two floors, one per upstream, use two subjects).
 """
 
 import asyncio
@@ -17,11 +18,11 @@ from aiohttp import web
 SUBJECT = "bench.floor"
 
 
-async def edge(port: int, nats_url: str) -> None:
+async def edge(port: int, nats_url: str, subject: str) -> None:
     nc = await nats.connect(nats_url)
 
     async def handle(request: web.Request) -> web.Response:
-        reply = await nc.request(SUBJECT, await request.read(), timeout=30)
+        reply = await nc.request(subject, await request.read(), timeout=30)
         return web.Response(body=reply.data, content_type="application/json")
 
     app = web.Application()
@@ -33,7 +34,7 @@ async def edge(port: int, nats_url: str) -> None:
     await asyncio.Event().wait()
 
 
-async def router(nats_url: str, upstream: str) -> None:
+async def router(nats_url: str, upstream: str, subject: str) -> None:
     nc = await nats.connect(nats_url)
     session = aiohttp.ClientSession()
     tasks: set[asyncio.Task[None]] = set()
@@ -49,10 +50,11 @@ async def router(nats_url: str, upstream: str) -> None:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    await nc.subscribe(SUBJECT, queue="floor", cb=on_msg)
+    await nc.subscribe(subject, queue="floor", cb=on_msg)
     await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
     role, port, nats_url, upstream = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    uvloop.run(edge(port, nats_url) if role == "edge" else router(nats_url, upstream))
+    subject = sys.argv[5] if len(sys.argv) > 5 else SUBJECT
+    uvloop.run(edge(port, nats_url, subject) if role == "edge" else router(nats_url, upstream, subject))
