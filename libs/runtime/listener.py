@@ -11,6 +11,8 @@ import socket
 
 from aiohttp import web
 
+ACCEPT_PAUSE_S = 0.1
+
 
 def listening_socket(host: str, port: int, reuse_port: bool = False, backlog: int = 4096) -> socket.socket:
     """A bound, listening, non-blocking TCP socket; `reuse_port` lets several workers share it."""
@@ -44,6 +46,10 @@ class BurstListener:
             self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
 
+    def _resume(self) -> None:
+        if self._loop is not None and self._sock.fileno() >= 0:
+            self._loop.add_reader(self._sock.fileno(), self._accept_all)
+
     def _accept_all(self) -> None:
         assert self._loop is not None
         while True:
@@ -52,7 +58,11 @@ class BurstListener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
-                return  # out of descriptors and the like: the rest wait in the backlog
+                # Out of descriptors and the like: the rest wait in the backlog. The socket stays
+                # readable, so it is left unwatched for a moment instead of spinning on it.
+                self._loop.remove_reader(self._sock.fileno())
+                self._loop.call_later(ACCEPT_PAUSE_S, self._resume)
+                return
             conn.setblocking(False)  # Python hands accepted sockets back in blocking mode
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             task = self._loop.create_task(self._loop.connect_accepted_socket(self._server, conn))

@@ -33,6 +33,12 @@ def test_router_killed_mid_request_gives_a_clean_error_in_time(private_gateway: 
     with pytest.raises(openai.APIStatusError) as err:
         client.chat.completions.create(model="openai/gpt-4o", messages=USER)
     assert err.value.status_code == 503 and time.monotonic() - started < 1.0
+    # A stream too: its replies' inbox hears NATS's "no responders" at once.
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="openai/gpt-4o", messages=USER, stream=True)
+    assert err.value.status_code == 503 and time.monotonic() - started < 1.0
+    assert err.value.body["type"] == "service_unavailable_error"
     private_gateway.start_router()
     assert client.chat.completions.create(model="openai/gpt-4o", messages=USER).choices[0].message.content
 
@@ -59,7 +65,9 @@ def test_nats_restart_while_the_gateway_runs(private_gateway: Cluster) -> None:
     private_gateway.nats.start()
     answer = eventually(lambda: client.chat.completions.create(model="openai/gpt-4o", messages=USER), 20)
     assert answer.choices[0].message.content == "Echo: hi"
-    assert list(client.chat.completions.create(model="openai/gpt-4o", messages=USER, stream=True))
+    # Streams come back too: the edge's one inbox subscription is re-made with the connection.
+    chunks = client.chat.completions.create(model="openai/gpt-4o", messages=USER, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: hi"
     assert client.models.list().data
 
 
