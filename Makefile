@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install up test lint unit integration bench clean
+.PHONY: install browser up test lint unit integration bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ up: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: lint
+# The dashboard test drives Debian's headless Chromium through Playwright (no browser download).
+browser:
+	@command -v chromium >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: lint browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 unit: install
