@@ -28,6 +28,11 @@ BATCH = 500
 # a restarted ledger catches up quickly, long enough for one batch insert (milliseconds).
 ACK_WAIT_S = 10.0
 HOOK_INTERVAL_S = 0.2
+# A round that found less than a full batch waits out this long from its fetch before the next one,
+# so a steady trickle is stored as one insert per round: each router already batches its own events,
+# but at a few hundred requests/s those batches hold only a handful, and a store's cost is mostly
+# per insert. Spend figures (HOOK_INTERVAL_S) already lag by more than this.
+COALESCE_S = 0.05
 _MAX_BACKOFF_S = 5.0
 
 
@@ -69,7 +74,7 @@ class Ingestor:
             try:
                 if subscription is None:
                     subscription = await self._subscribe()
-                fetched_at = time.time()
+                fetched_at, round_start = time.time(), time.monotonic()
                 try:
                     msgs = await subscription.fetch(BATCH, timeout=HOOK_INTERVAL_S)
                 except nats.errors.TimeoutError:
@@ -77,8 +82,11 @@ class Ingestor:
                 if msgs:
                     await self._store_batch(msgs)
                 await self._run_hooks()
-                if len(msgs) < BATCH and not self._unhooked:
-                    self.caught_up_at = fetched_at
+                if len(msgs) < BATCH:
+                    if not self._unhooked:
+                        self.caught_up_at = fetched_at
+                    if msgs:
+                        await asyncio.sleep(round_start + COALESCE_S - time.monotonic())
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise

@@ -80,6 +80,14 @@ class Stack(NamedTuple):
         return {("nats-server" if p.name.startswith("nats") else p.name): p.popen.pid
                 for p in self.procs if not p.name.startswith("floor")}
 
+    def floor_pids(self, plain: bool) -> dict[str, int]:
+        """The floor in front of the non-stream upstream (`plain`) or the simulator, named as the
+        gateway's services are, so their CPU per request reads side by side."""
+        suffix = "-plain" if plain and any(p.name == "floor-edge-plain" for p in self.procs) else ""
+        names = {f"floor-edge{suffix}": "edge", f"floor-router{suffix}": "router"}
+        pids = {names[p.name]: p.popen.pid for p in self.procs if p.name in names}
+        return {**pids, "nats-server": self.pids()["nats-server"]}
+
 
 def _start(root: Path, upstream_ms: int) -> Stack:
     """NATS, the simulator (and nginx), the ledger, SWITCHBOARD_ROUTER_WORKERS routers and
@@ -239,9 +247,14 @@ def _scale(stack: Stack, seconds: float, slack_ms: float, parts: set[str]) -> Sc
     env, out = os.environ, Scale()
     targets = _targets(stack, stream=False), _targets(stack, stream=True)
     plain, stream = replace(targets[0]["gateway"], name="non-stream"), replace(targets[1]["gateway"], name="stream")
-    if "cpu" in parts:
-        out.cpu_per_request = [measure_cpu(plain, stack.pids(), 500, seconds, slack_ms),
-                               measure_cpu(stream, stack.pids(), 200, seconds, slack_ms)]
+    if "cpu" in parts:  # the floor alongside: what aiohttp, nats-py and this CPU cost with no feature at all
+        out.cpu_per_request = [
+            measure_cpu(plain, stack.pids(), 500, seconds, slack_ms),
+            measure_cpu(replace(targets[0]["floor"], name="floor non-stream"), stack.floor_pids(True), 500, seconds,
+                        slack_ms),
+            measure_cpu(stream, stack.pids(), 200, seconds, slack_ms),
+            measure_cpu(replace(targets[1]["floor"], name="floor stream"), stack.floor_pids(False), 200, seconds,
+                        slack_ms)]
     direct_url, gateway_url = f"{stack.urls['direct']}/chat/completions", f"{stack.urls['gateway']}/chat/completions"
     model = f"gpt-sim+tps={STREAM_TPS}"
     if "idle" in parts:  # before the big bursts, which leave every heap at their high-water mark
@@ -264,7 +277,7 @@ def _scale(stack: Stack, seconds: float, slack_ms: float, parts: set[str]) -> Sc
 def _scale_lines(scale: Scale) -> list[str]:
     out = []
     if scale.cpu_per_request is not None:
-        out += ["CPU per request, µs (gateway; edge 263 / router 307 before issue 10):",
+        out += ["CPU per request, µs, every worker of a service summed (edge 263 / router 307 before issue 10):",
                 *cpu_lines(scale.cpu_per_request)]
     if scale.idle_stream_memory is not None:
         out += ["memory per idle open stream (through the gateway):", *idle_lines(scale.idle_stream_memory)]

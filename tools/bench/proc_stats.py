@@ -5,6 +5,7 @@ workers per machine), so every figure is summed over the process and its descend
 """
 
 import os
+import re
 from pathlib import Path
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -69,3 +70,16 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
 
 def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {name: round(after[name] - before.get(name, 0.0), 3) for name in after}
+
+
+def service_of(name: str) -> str:
+    """The service a bench process name belongs to: "edge-2" (a second worker) -> "edge"."""
+    return re.sub(r"-\d+$", "", name)
+
+
+def by_service(values: dict[str, float]) -> dict[str, float]:
+    """Per-process figures summed per service: every worker of it counts."""
+    out: dict[str, float] = {}
+    for name, value in values.items():
+        out[service_of(name)] = round(out.get(service_of(name), 0.0) + value, 3)
+    return out

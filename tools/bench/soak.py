@@ -13,7 +13,7 @@ from dataclasses import asdict
 import msgspec
 
 from tools.bench.loadgen import RunResult, Target, run_fixed_rate
-from tools.bench.proc_stats import cpu_delta, cpu_seconds, rss_kib
+from tools.bench.proc_stats import by_service, cpu_delta, cpu_seconds, rss_kib, service_of
 
 CPU_PROCESSES = ("edge", "router", "nats-server", "ledger")
 SERVICE_PROCESSES = ("edge", "router", "ledger", "nats-server")
@@ -54,7 +54,7 @@ def per_request_us(cpu_s: dict[str, float], requests: int) -> dict[str, float]:
 
 
 def measure_cpu(target: Target, pids: dict[str, int], rate: float, seconds: float, slack_ms: float) -> CpuPerRequest:
-    watched = {name: pid for name, pid in pids.items() if name in CPU_PROCESSES}
+    watched = {name: pid for name, pid in pids.items() if service_of(name) in CPU_PROCESSES}
     idle_start, start = cpu_seconds(watched), time.monotonic()
     time.sleep(IDLE_WINDOW_S)
     idle = cpu_delta(idle_start, cpu_seconds(watched))
@@ -62,7 +62,8 @@ def measure_cpu(target: Target, pids: dict[str, int], rate: float, seconds: floa
     before, start = cpu_seconds(watched), time.monotonic()
     result = run_fixed_rate(target, rate, seconds, slack_ms)
     used, wall = cpu_delta(before, cpu_seconds(watched)), time.monotonic() - start
-    net = {name: max(0.0, sec - idle_rate[name] * wall) for name, sec in used.items()}
+    net = by_service({name: max(0.0, sec - idle_rate[name] * wall) for name, sec in used.items()})
+    used = by_service(used)  # a request is served by one worker of each service: their sum is its cost
     raw_us, net_us = per_request_us(used, result.requests), per_request_us(net, result.requests)
     return CpuPerRequest(target=target.name, rate=rate, seconds=seconds, requests=result.requests,
                          errors=result.errors, us_per_request=raw_us, net_us_per_request=net_us,
@@ -85,7 +86,7 @@ def memory_summary(samples: list[dict[str, float]], warmup_s: float) -> dict[str
 def measure_soak(loads: dict[str, tuple[Target, float]], pids: dict[str, int], seconds: float, slack_ms: float,
                  warmup_s: float = 30.0, interval_s: float = 10.0) -> SoakReport:
     """Every load of `loads` (name -> target, requests/s) at once for `seconds`, RSS sampled meanwhile."""
-    watched = {name: pid for name, pid in pids.items() if name in SERVICE_PROCESSES}
+    watched = {name: pid for name, pid in pids.items() if service_of(name) in SERVICE_PROCESSES}
     results: dict[str, RunResult] = {}
 
     def drive(name: str, target: Target, rate: float) -> None:

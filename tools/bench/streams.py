@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from tools.bench.proc_stats import cpu_delta, cpu_seconds, rss_kib
+from tools.bench.proc_stats import by_service, cpu_delta, cpu_seconds, rss_kib, service_of
 from tools.bench.stream_client import OK, REASONS, ClientResult, StreamRecord
 
 STREAM_WORDS = 199  # "Echo:" + 199 words = 200 pieces
@@ -181,7 +181,7 @@ def measure_scale(direct: Load, gateway: Load, pids: dict[str, int], steps: list
 
 def measure_idle(gateway: Load, pids: dict[str, int], count: int, ttft_ms: float) -> IdleMemory:
     """`count` streams held open and silent (the upstream's first chunk comes only after ttft_ms)."""
-    watched = {name: pid for name, pid in pids.items() if name in IDLE_PROCESSES}
+    watched = {name: pid for name, pid in pids.items() if service_of(name) in IDLE_PROCESSES}
     before = rss_kib(watched)
     peak = dict(before)
     timeout_s = ttft_ms / 1000 + 30
@@ -197,7 +197,8 @@ def measure_idle(gateway: Load, pids: dict[str, int], count: int, ttft_ms: float
     time.sleep(1.0)
     summary = summarise(records, 0.0)
     return IdleMemory(streams=count, ttft_ms=ttft_ms, before_kib=before, open_kib=peak, after_kib=rss_kib(watched),
-                      kib_per_stream={n: round((peak[n] - before[n]) / count, 1) for n in watched},
+                      kib_per_stream={n: round(kib / count, 1)  # the streams spread over every worker
+                                      for n, kib in by_service({n: peak[n] - before[n] for n in watched}).items()},
                       completed=summary.completed, failures={k: v for k, v in summary.failures.items() if v})
 
 
