@@ -27,6 +27,7 @@ LEDGER_GENERATION: Final = "sb.ledger.generation"
 LEDGER_REPORT: Final = "sb.ledger.report"
 LEDGER_ADMIN: Final = "sb.ledger.admin"  # sub-accounts and management keys
 LEDGER_SNAPSHOT: Final = "sb.ledger.snapshot"  # jobs -> ledger: one request's snapshot, for a replay
+LEDGER_RECENT: Final = "sb.ledger.recent"  # edge -> ledger: the newest requests with their cost (bus/ledger.py)
 # Edge -> ledger: lease a slice of a spend cap or prepaid balance, renew it, return it (bus/ledger.py).
 LEDGER_LEASE: Final = "sb.ledger.lease"
 
@@ -105,3 +106,5 @@ STREAM_WEBHOOKS: Final = "WEBHOOKS"
 # Rate limiting: every edge replica publishes its per-key counter deltas here and
 # subscribes without a queue group, since each replica needs every report.
 RATE_SYNC: Final = "sb.ratelimit.sync"
+# MCP over legacy SSE: edge -> the edge worker holding session <id>'s stream, request/reply (bus/mcp.py).
+MCP_SSE_PREFIX: Final = "sb.mcp.sse"

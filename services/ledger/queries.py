@@ -7,11 +7,19 @@ import msgspec
 from libs.contracts import errors
 from libs.contracts.bus import ledger as ledger_bus
 from libs.contracts.bus.inference import Failure, Reply
-from libs.contracts.bus.ledger import GenerationQuery, SnapshotAnswer, SnapshotQuery
+from libs.contracts.bus.ledger import GenerationQuery, RecentQuery, SnapshotAnswer, SnapshotQuery
 from libs.contracts.bus.usage import ReportQuery, ReportRow, UsageEvent
 from libs.contracts.errors import ErrorBody
 from libs.contracts.http.meta import MetaCost, MetaUsage
-from libs.contracts.http.usage import Generation, GenerationTiming, UsageReport, UsageRow, UsageTotals
+from libs.contracts.http.usage import (
+    Generation,
+    GenerationList,
+    GenerationTiming,
+    UsageReport,
+    UsageRow,
+    UsageTotals,
+    generation_of,
+)
 from libs.contracts.money import cents
 from services.ledger.stores.base import UsageStore
 
@@ -57,6 +65,11 @@ async def snapshot(store: UsageStore, query: SnapshotQuery) -> Reply | Failure:
             "were turned off for it.", errors.INVALID_REQUEST, 404, "source_request_id"))
     event = await store.generation(query.account_id, query.request_id, query.subaccount_id)
     return Reply(200, ledger_bus.encode(SnapshotAnswer(found, event)), content_type="application/msgpack")
+
+
+async def recent(store: UsageStore, query: RecentQuery) -> Reply:
+    events = await store.recent(query)
+    return Reply(200, _encode(GenerationList(data=[generation_of(event) for event in events])))
 
 
 def _row(row: ReportRow) -> UsageRow:

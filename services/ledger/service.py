@@ -93,6 +93,8 @@ class LedgerService:
         self._daily.start()
         await self._serve(subjects.LEDGER_GENERATION,
                           lambda data: queries.generation(self.store, ledger_bus.decode_generation_query(data)))
+        await self._serve(subjects.LEDGER_RECENT,
+                          lambda data: queries.recent(self.store, ledger_bus.decode_recent_query(data)))
         await self._serve(subjects.LEDGER_REPORT,
                           lambda data: queries.report(self.store, ledger_bus.decode_report_query(data)))
         await self._serve(subjects.LEDGER_ADMIN, lambda data: dispatch(ops, ledger_bus.decode_admin(data)))

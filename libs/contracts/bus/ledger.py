@@ -1,6 +1,8 @@
 """Edge -> ledger queries (request/reply, answered with bus.inference.Reply/Failure
 carrying the public JSON body)."""
 
+from typing import Annotated, Final
+
 import msgspec
 
 from libs.contracts.bus.inference import Principal
@@ -11,6 +13,19 @@ from libs.contracts.bus.usage import ReportQuery, UsageEvent
 class GenerationQuery(msgspec.Struct, array_like=True):
     account_id: str
     request_id: str
+    subaccount_id: str | None = None  # set: the caller is a sub-account and sees only its own
+
+
+RECENT_MAX: Final = 100  # requests per GET /v1/usage/recent page
+
+
+class RecentQuery(msgspec.Struct, array_like=True, kw_only=True):
+    """The newest requests of an account in [from_ms, to_ms), newest first (GET /v1/usage/recent)."""
+
+    account_id: str
+    from_ms: int  # inclusive
+    to_ms: int  # exclusive
+    limit: Annotated[int, msgspec.Meta(ge=1, le=RECENT_MAX)]
     subaccount_id: str | None = None  # set: the caller is a sub-account and sees only its own
 
 
@@ -86,6 +101,7 @@ ADMIN_OPS = (
 encode = msgspec.msgpack.Encoder().encode
 decode_admin = msgspec.msgpack.Decoder(AdminRequest).decode
 decode_generation_query = msgspec.msgpack.Decoder(GenerationQuery).decode
+decode_recent_query = msgspec.msgpack.Decoder(RecentQuery).decode
 decode_report_query = msgspec.msgpack.Decoder(ReportQuery).decode
 decode_snapshot_query = msgspec.msgpack.Decoder(SnapshotQuery).decode
 decode_snapshot_answer = msgspec.msgpack.Decoder(SnapshotAnswer).decode

@@ -2,7 +2,9 @@
 
 import msgspec
 
+from libs.contracts.bus.usage import UsageEvent
 from libs.contracts.http.meta import MetaCost, MetaUsage
+from libs.contracts.money import cents
 
 
 class GenerationTiming(msgspec.Struct):
@@ -59,3 +61,26 @@ class UsageReport(msgspec.Struct):
     data: list[UsageRow]
     total: UsageTotals
     object: str = "usage_report"
+
+
+def generation_of(event: UsageEvent) -> Generation:
+    """The public view of one finished request (GET /v1/generations, GET /v1/requests/tail)."""
+    return Generation(
+        id=event.request_id, created=event.ts_ms / 1000, operation=event.operation,
+        requested_model=event.requested_model, model=event.model, provider=event.provider, status=event.status,
+        error_type=event.error_type, stream=event.stream, cache_hit=event.cache_hit, tag=event.tag,
+        sub_account_id=event.subaccount_id,
+        usage=MetaUsage(event.input_units, event.output_units, event.cached_units),
+        cost=MetaCost(priced=event.priced, input_micros=event.input_cost_micros,
+                      output_micros=event.output_cost_micros, cached_micros=event.cached_cost_micros,
+                      markup_micros=event.markup_micros, total_micros=event.cost_micros,
+                      total_cents=cents(event.cost_micros)),
+        timing=GenerationTiming(event.upstream_latency_ms, event.total_latency_ms),
+    )
+
+
+class GenerationList(msgspec.Struct):
+    """GET /v1/usage/recent: the newest requests first, each with its cost."""
+
+    data: list[Generation]
+    object: str = "list"

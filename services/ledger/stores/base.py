@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol, get_args
 
 import msgspec
 
+from libs.contracts.bus.ledger import RecentQuery
 from libs.contracts.bus.snapshots import Snapshot
 from libs.contracts.bus.usage import Bucket, GroupBy, ReportQuery, ReportRow, UsageEvent
 
@@ -47,6 +48,10 @@ class UsageStore(Protocol):
         ...
 
     async def report(self, query: ReportQuery) -> list[ReportRow]: ...
+
+    async def recent(self, query: RecentQuery) -> list[UsageEvent]:
+        """The newest `limit` requests in [from_ms, to_ms), newest first (ties: request id, descending)."""
+        ...
 
     async def spend_since(self, account_id: str, since_ms: int, by: SpendBy) -> dict[str | None, int]:
         """Cost per sub-account or tag of events at or after `since_ms`, from the running aggregates;
@@ -82,6 +87,11 @@ def report_params(query: ReportQuery) -> dict[str, Any]:
         raise ValueError(f"unknown group_by {query.group_by!r}")
     if query.bucket is not None and query.bucket not in _BUCKETS:
         raise ValueError(f"unknown bucket {query.bucket!r}")
+    return msgspec.structs.asdict(query)
+
+
+def recent_params(query: RecentQuery) -> dict[str, Any]:
+    """The bound parameters of RECENT, in both dialects."""
     return msgspec.structs.asdict(query)
 
 

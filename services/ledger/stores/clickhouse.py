@@ -54,12 +54,14 @@ import msgspec
 from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from libs.contracts.bus.ledger import RecentQuery
 from libs.contracts.bus.snapshots import Snapshot
 from libs.contracts.bus.usage import ReportQuery, ReportRow, UsageEvent
 from services.ledger.stores.base import (
     SpendBy,
     day_start_sql,
     first_whole_day,
+    recent_params,
     report_params,
     spend_params,
     spend_totals,
@@ -274,6 +276,18 @@ WHERE account_id = {account_id:String}
   AND ({tag:Nullable(String)} IS NULL OR tag = {tag:Nullable(String)})
 GROUP BY bucket_start_ms, grp
 ORDER BY bucket_start_ms ASC NULLS FIRST, grp ASC NULLS FIRST
+"""
+
+# The newest requests. The month partitions outside [from, to) are skipped; within them the
+# sort key is (account_id, request_id), so this reads the account's rows of those months.
+RECENT = f"""
+SELECT {", ".join(COLUMNS)}
+FROM usage_events FINAL
+WHERE account_id = {{account_id:String}}
+  AND ts_ms >= {{from_ms:Int64}} AND ts_ms < {{to_ms:Int64}}
+  AND ({{subaccount_id:Nullable(String)}} IS NULL OR subaccount_id = {{subaccount_id:Nullable(String)}})
+ORDER BY ts_ms DESC, request_id DESC
+LIMIT {{limit:UInt32}}
 """
 
 # Whole days of spend from the aggregate: reads days x keys rows, not the month's events.
@@ -507,6 +521,9 @@ class ClickHouseUsageStore:
 
     async def report(self, query: ReportQuery) -> list[ReportRow]:
         return to_report_rows(await self._conn().rows(REPORT, report_params(query)))
+
+    async def recent(self, query: RecentQuery) -> list[UsageEvent]:
+        return [to_event(COLUMNS, row) for row in await self._conn().rows(RECENT, recent_params(query))]
 
     async def spend_since(self, account_id: str, since_ms: int, by: SpendBy) -> dict[str | None, int]:
         day = first_whole_day(since_ms)
