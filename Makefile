@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install browser up test lint unit integration bench clean
+.PHONY: install browser k8s-tools image up test lint unit integration bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,16 @@ browser:
 	@command -v chromium >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-test: lint browser
+# deploy/k8s is rendered with kubectl's built-in kustomize in the tests.
+k8s-tools:
+	@command -v kubectl >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null)
+
+# switchboard:dev (every service; the command picks one) and switchboard-nats:dev (FROM scratch).
+image: install
+	$(PY) -m tools.imaging.build
+
+test: lint browser k8s-tools
 	$(PY) -m pytest -q -p no:cacheprovider
 
 unit: install

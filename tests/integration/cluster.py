@@ -6,7 +6,8 @@ is restarted with backoff. `proc.kill()` / `proc.stop()` / `cluster.nats.stop()`
 "and stay down", for the tests that take a part away on purpose.
 
 NATS runs as a local process by default; with SWITCHBOARD_TEST_CONTAINERS=1
-(and a Docker engine) it runs in a container through testcontainers instead.
+(a Docker engine and `make image`) it runs in a container through testcontainers instead.
+tests/integration/test_container_cluster.py runs the whole gateway from the images.
 """
 
 import os
@@ -62,10 +63,11 @@ class NatsHandle:
         if os.environ.get("SWITCHBOARD_TEST_CONTAINERS") == "1":
             if self.nodes:
                 raise RuntimeError("a NATS cluster runs as local processes only")
-            from testcontainers.core.container import DockerContainer
+            from tests.integration.containers import NATS_IMAGE, DockerContainer
 
-            self._container = (DockerContainer("nats:2.10-alpine").with_command("-js -m 8222")
-                               .with_bind_ports(4222, self.port))
+            # The FROM-scratch image `make image` builds (no registry to pull from), on the host network.
+            self._container = DockerContainer(NATS_IMAGE, command=f"-js -a 127.0.0.1 -p {self.port} -sd /data",
+                                              network_mode="host")
         self.start()
 
     @property

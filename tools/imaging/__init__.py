@@ -1,0 +1,1 @@
+"""The container image: its entrypoint and how `make image` builds it."""
