@@ -15,18 +15,23 @@ from services.edge import (
     admin,
     async_jobs,
     batches_api,
+    dashboard,
+    discovery,
     files,
     inference,
     jobs_api,
+    mcp,
     modalities,
     router_queries,
     surfaces,
+    tail,
     usage,
     webhooks_api,
 )
 from services.edge.auth import KeyStore
 from services.edge.errors import MAX_BODY, REQUEST_IDS, RequestIds, error_middleware
 from services.edge.idempotency import IDEMPOTENCY, Idempotency
+from services.edge.openapi import handlers as api_description
 from services.edge.prices import Prices
 from services.edge.ratelimit import RateLimiter
 from services.edge.settings import EdgeSettings
@@ -110,6 +115,8 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     app.router.add_get("/v1/generations", usage.generation)
     app.router.add_get("/v1/usage/by-tag", usage.usage_by_tag)
     app.router.add_get("/v1/usage/by-sub-account", usage.usage_by_sub_account)
+    app.router.add_get("/v1/usage", usage.usage_report)
+    app.router.add_get("/v1/usage/recent", usage.recent_requests)
     app.router.add_get("/v1/sub-accounts/{id}/usage", usage.sub_account_usage)
     admin.add_routes(app)
     jobs_api.add_routes(app)
@@ -117,6 +124,11 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     files.add_routes(app)
     batches_api.add_routes(app)
     webhooks_api.add_routes(app)
+    dashboard.add_routes(app)
+    discovery.add_routes(app)
+    tail.add_routes(app)
+    mcp.add_routes(app)
+    api_description.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 

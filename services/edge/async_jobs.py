@@ -157,8 +157,8 @@ async def _video_content(request: web.Request) -> web.StreamResponse:
     except LookupError:
         raise GatewayError(404, errors.INVALID_REQUEST, f"Video '{video_id}' content has expired.",
                            param="id") from None
-    response = web.StreamResponse(headers={"Content-Type": chosen.content_type,
-                                           "Content-Length": str(chosen.bytes)})
+    response = web.StreamResponse(headers={"Content-Type": chosen.content_type, "Content-Length": str(chosen.bytes),
+                                           "X-Request-Id": request[REQUEST_ID]})  # sent before the middleware sees it
     await response.prepare(request)
     async for piece in chunks:
         await response.write(piece)

@@ -9,6 +9,7 @@ from libs.contracts import errors, subjects
 from libs.contracts.bus import cache as cache_bus
 from libs.contracts.bus import catalog as catalog_bus
 from libs.contracts.bus.inference import Failure
+from libs.contracts.http.lists import CachePurged
 from libs.contracts.keys import SCOPE_ADMIN
 from services.edge.errors import REQUEST_ID, GatewayError
 from services.edge.relay import reply_response, request_reply
@@ -60,4 +61,4 @@ async def purge_cache(request: web.Request) -> web.StreamResponse:
         raise GatewayError(503, errors.UNAVAILABLE, "The cache could not be purged; retry shortly.") from exc
     if isinstance(answer, Failure):
         raise GatewayError(answer.error.code, answer.error.type, answer.error.message)
-    return web.json_response({"object": "cache.purge", "deleted": answer.deleted})
+    return web.json_response(body=msgspec.json.encode(CachePurged(deleted=answer.deleted)))

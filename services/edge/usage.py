@@ -19,6 +19,8 @@ from services.edge.state import EDGE, EdgeState
 _LEDGER_TIMEOUT_S = 10.0
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _BUCKETS = ("hour", "day", "month")
+_GROUPS = ("none", "tag", "model", "provider")  # ?group_by= of /v1/usage and /v1/sub-accounts/{id}/usage
+_RECENT_DEFAULT = 20
 _MAX_INSTANT_S = 253402300800  # 10000-01-01, past which no calendar here goes
 
 
@@ -95,6 +97,40 @@ async def _report(request: web.Request, query: ReportQuery) -> web.StreamRespons
     return reply_response(reply, request[REQUEST_ID])
 
 
+def _group_by(request: web.Request) -> GroupBy:
+    group_by = request.query.get("group_by", "none")
+    if group_by not in _GROUPS:
+        raise _bad(f"'group_by' must be one of {', '.join(_GROUPS)}.", "group_by")
+    return group_by  # type: ignore[return-value]
+
+
+async def usage_report(request: web.Request) -> web.StreamResponse:
+    """GET /v1/usage: the whole account's usage (a sub-account key's: its own), grouped as asked."""
+    principal = _principal(request)
+    return await _report(request, _report_query(request, principal, _group_by(request)))
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", str(_RECENT_DEFAULT))
+    # The length check first: int() of thousands of digits is slow, then refused with a ValueError.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= ledger_bus.RECENT_MAX):
+        raise _bad(f"'limit' must be a whole number from 1 to {ledger_bus.RECENT_MAX}, got '{raw[:40]}'.", "limit")
+    return int(raw)
+
+
+async def recent_requests(request: web.Request) -> web.StreamResponse:
+    """GET /v1/usage/recent: the newest requests in the range, each with its cost."""
+    principal = _principal(request)
+    limit = _limit(request)
+    start, end = time_range(request.query)
+    state: EdgeState = request.app[EDGE]
+    query = ledger_bus.RecentQuery(account_id=principal.account_id, from_ms=start, to_ms=end, limit=limit,
+                                   subaccount_id=principal.subaccount_id)
+    reply = await request_reply(state.nc, subjects.LEDGER_RECENT, ledger_bus.encode(query), _LEDGER_TIMEOUT_S,
+                                unavailable="The usage ledger is not running")
+    return reply_response(reply, request[REQUEST_ID])
+
+
 async def usage_by_tag(request: web.Request) -> web.StreamResponse:
     return await _report(request, _report_query(request, _principal(request), "tag"))
 
@@ -125,7 +161,4 @@ async def sub_account_usage(request: web.Request) -> web.StreamResponse:
     if not allowed:
         raise GatewayError(404, errors.INVALID_REQUEST, f"No sub-account with id '{subaccount_id}' in this account.",
                            param="id")
-    group_by = request.query.get("group_by", "none")
-    if group_by not in ("none", "tag", "model", "provider"):
-        raise _bad("'group_by' must be one of none, tag, model, provider.", "group_by")
-    return await _report(request, _report_query(request, principal, group_by, subaccount_id))  # type: ignore[arg-type]
+    return await _report(request, _report_query(request, principal, _group_by(request), subaccount_id))
