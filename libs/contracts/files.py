@@ -75,7 +75,7 @@ class FileObject(msgspec.Struct, kw_only=True):
     purpose: str
     status: str = "processed"
     expires_at: int | None = None
-    status_details: str | None = None
+    # No `status_details`: deprecated, never set here, and a string (not null) in OpenAI's schema.
 
 
 def visible_to(record: FileRecord, account_id: str, subaccount_id: str | None) -> bool:
@@ -95,12 +95,13 @@ decode_record = msgspec.json.Decoder(FileRecord).decode
 
 
 class FileList(msgspec.Struct, kw_only=True):
-    """`GET /v1/files`: OpenAI's cursor page."""
+    """`GET /v1/files`: OpenAI's cursor page. `first_id` / `last_id` are required strings in
+    OpenAI's schema (not nullable), so an empty page says "" rather than null."""
 
     object: Literal["list"] = "list"
     data: list[FileObject]
-    first_id: str | None = None
-    last_id: str | None = None
+    first_id: str = ""
+    last_id: str = ""
     has_more: bool = False
 
 

@@ -65,8 +65,8 @@ async def list_files(request: web.Request) -> web.Response:
             raise GatewayError(400, errors.INVALID_REQUEST, "after: no such file in this list.", param="after")
         records = records[position + 1:]
     page = [files.public(r) for r in records[:limit]]
-    return _json(FileList(data=page, first_id=page[0].id if page else None,
-                          last_id=page[-1].id if page else None, has_more=len(records) > limit))
+    return _json(FileList(data=page, first_id=page[0].id if page else "",
+                          last_id=page[-1].id if page else "", has_more=len(records) > limit))
 
 
 async def get_file(request: web.Request) -> web.Response:

@@ -1,7 +1,6 @@
 """POST /v1/chat/completions and /v1/embeddings: authenticate, validate once,
 hand the client's original bytes to the router."""
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import msgspec
@@ -12,12 +11,11 @@ from libs.contracts.accounts import SubAccountRecord
 from libs.contracts.bus.cache import CACHE_HEADER, CACHE_MODES, DEFAULT_CACHE_MODE
 from libs.contracts.bus.inference import OP_CHAT, OP_EMBEDDINGS, DispatchMeta, InferenceRequest, Principal, encode
 from libs.contracts.bus.snapshots import SNAPSHOT_HEADER
-from libs.contracts.errors import ErrorBody
 from libs.contracts.http.chat import AUTO_MODEL, ChatCompletionRequest
 from libs.contracts.http.embeddings import EmbeddingsRequest
 from services.edge import job_calls
 from services.edge.errors import REQUEST_ID, GatewayError
-from services.edge.relay import relay_stream, reply_response, request_reply
+from services.edge.relay import ErrorEvent, relay_stream, reply_response, request_reply
 from services.edge.spend_leases import Hold
 from services.edge.state import EDGE, EdgeState
 from services.edge.validation import validate
@@ -86,7 +84,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def send(request: web.Request, state: EdgeState, sub: SubAccountRecord | None, hold: Hold, subject: str,
-               message: InferenceRequest, error_event: Callable[[ErrorBody], bytes] | None = None
+               message: InferenceRequest, error_event: ErrorEvent | None = None
                ) -> web.StreamResponse:
     """Relay one admitted request to the router, settling its reservation with what it cost."""
 

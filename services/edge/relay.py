@@ -29,6 +29,9 @@ from services.edge.errors import GatewayError
 from services.edge.stream_inbox import StreamInbox, StreamInboxes
 
 _NO_RESPONDERS = "503"
+# The SSE event that ends a stream failing after its first byte, given the error and the last chunk
+# already relayed (the Responses API numbers its events, so its error event continues the count).
+ErrorEvent = Callable[[ErrorBody, bytes], bytes]
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -113,14 +116,14 @@ def reply_response(reply: Reply, request_id: str) -> web.Response:
     return web.Response(status=reply.status, body=reply.body, headers=headers)
 
 
-def _error_event(body: ErrorBody) -> bytes:
+def _error_event(body: ErrorBody, _sent: bytes) -> bytes:
     return b"data: " + error_json(body) + b"\n\n"
 
 
 async def relay_stream(request: web.Request, inboxes: StreamInboxes, subject: str, payload: bytes,
                        request_id: str, timeout_s: float, idle_timeout_s: float,
                        on_end: Callable[[DispatchMeta], None] | None = None,
-                       error_event: Callable[[ErrorBody], bytes] | None = None) -> web.StreamResponse:
+                       error_event: ErrorEvent | None = None) -> web.StreamResponse:
     nc = inboxes.nc
     if not nc.is_connected:
         raise _unavailable("The gateway is reconnecting to its message bus")
@@ -150,17 +153,18 @@ async def relay_stream(request: web.Request, inboxes: StreamInboxes, subject: st
 
 
 async def _pump(response: web.StreamResponse, inbox: StreamInbox, arrived: list[Msg], idle_timeout_s: float,
-                error_event: Callable[[ErrorBody], bytes]) -> DispatchMeta | None:
+                error_event: ErrorEvent) -> DispatchMeta | None:
     """Write chunks as they arrive, those that arrived together in one write; end with the router's
     end marker (its meta returned) or an error event."""
     last = time.monotonic()
+    sent = b""  # the latest chunk, for the error event
     while True:
         if not arrived:
             arrived = await inbox.take(idle_timeout_s)
             if not arrived:
                 waited = time.monotonic() - last
                 await response.write(error_event(ErrorBody(
-                    f"The stream stalled: nothing from the router for {waited:.0f}s.", errors.TIMEOUT, 504)))
+                    f"The stream stalled: nothing from the router for {waited:.0f}s.", errors.TIMEOUT, 504), sent))
                 return None
             last = time.monotonic()
         pending: list[bytes] = []
@@ -168,18 +172,19 @@ async def _pump(response: web.StreamResponse, inbox: StreamInbox, arrived: list[
             try:
                 message = _decode(msg)
             except GatewayError as exc:
-                pending.append(error_event(exc.body))
+                pending.append(error_event(exc.body, sent))
                 await response.write(b"".join(pending))
                 return None
             if isinstance(message, StreamChunk):
                 pending.append(message.data)
+                sent = message.data
             elif isinstance(message, StreamEnd):
                 if pending:
                     await response.write(b"".join(pending))
                 await response.write_eof()
                 return message.meta
             elif isinstance(message, Failure):
-                pending.append(error_event(message.error))
+                pending.append(error_event(message.error, sent))
                 await response.write(b"".join(pending))
                 return None
         arrived = []

@@ -43,8 +43,8 @@ def new_record(request: jobs_bus.JobsRequest, batch_id: str, endpoint: str, inpu
                output_expires_s: int | None = None) -> http.BatchRecord:
     now = int(time.time())
     principal = request.principal
-    batch = http.Batch(id=batch_id, endpoint=endpoint, input_file_id=input_file_id, status="validating",
-                       created_at=now, expires_at=now + window_s(), metadata=metadata)
+    batch = http.Batch(id=batch_id, endpoint=endpoint, input_file_id=input_file_id, completion_window="24h",
+                       status="validating", created_at=now, expires_at=now + window_s(), metadata=metadata)
     return http.BatchRecord(batch=batch, account_id=principal.account_id, subaccount_id=principal.subaccount_id,
                             key_id=principal.key_id, tag=request.tag, surface=surface,  # type: ignore[arg-type]
                             input_object=input_object, output_expires_s=output_expires_s)

@@ -315,6 +315,22 @@ def openai_usage(usage: Usage) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": usage.cached_units}}
 
 
+def _chunk_head(doc: dict[str, Any]) -> dict[str, Any]:
+    """The fields every chunk of a replayed stream repeats, from the cached `chat.completion`."""
+    head = {"id": doc.get("id", ""), "object": "chat.completion.chunk", "created": doc.get("created", 0),
+            "model": doc.get("model", "")}
+    for name in ("service_tier", "system_fingerprint"):
+        if name in doc:
+            head[name] = doc[name]
+    return head
+
+
+def usage_chunk_from_cache(body: bytes, usage: Usage) -> bytes:
+    """The usage chunk (`choices: []`) closing a replayed stream: the same head as its other chunks,
+    as `id`, `created` and `model` are required in every chunk. Raises msgspec.DecodeError."""
+    return _encode({**_chunk_head(_decode(body)), "choices": [], "usage": openai_usage(usage)})
+
+
 def stream_from_cache(body: bytes) -> bytes:
     """SSE `chat.completion.chunk` events replaying a cached `chat.completion`, per choice:
     a role chunk, the whole content at once, the refusal, one delta per tool call, then the
@@ -322,11 +338,7 @@ def stream_from_cache(body: bytes) -> bytes:
     writes the tail. Embeddings are never streamed (their body has no choices: b"").
     Raises msgspec.DecodeError if `body` is not JSON."""
     doc = _decode(body)
-    head = {"id": doc.get("id", ""), "object": "chat.completion.chunk", "created": doc.get("created", 0),
-            "model": doc.get("model", "")}
-    for name in ("service_tier", "system_fingerprint"):
-        if name in doc:
-            head[name] = doc[name]
+    head = _chunk_head(doc)
     out = bytearray()
 
     def event(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> None:

@@ -40,8 +40,8 @@ from services.router.cache import (
     StreamAssembler,
     cache_key,
     cacheable,
-    openai_usage,
     stream_from_cache,
+    usage_chunk_from_cache,
 )
 from services.router.capabilities import admit
 from services.router.catalog import Catalog, Route, RouteError
@@ -312,9 +312,7 @@ class Dispatcher:
         shown = build_meta(request.request_id, meta, total_ms, 0.0)
         if request.stream:
             await self._send(reply_to, StreamStart(meta))
-            usage_chunk = (msgspec.json.encode({"object": "chat.completion.chunk", "model": hit.model, "choices": [],
-                                                "usage": openai_usage(hit.usage)})
-                           if hit.usage is not None else None)
+            usage_chunk = usage_chunk_from_cache(hit.body, hit.usage) if hit.usage is not None else None
             events = stream_from_cache(hit.body) + stream_tail(usage_chunk, shown, request.include_usage)
             await self._nc.publish(reply_to, encode(StreamChunk(events)))
             await self._send(reply_to, StreamEnd(meta))

@@ -49,8 +49,8 @@ def test_anthropic_results_lines_parse_as_the_sdk_types() -> None:
 
 
 def _record(surface: str = "openai") -> http.BatchRecord:
-    batch = http.Batch(id="batch_x", endpoint="/v1/chat/completions", input_file_id="file-1", status="in_progress",
-                       created_at=1_700_000_000, expires_at=1_700_086_400,
+    batch = http.Batch(id="batch_x", endpoint="/v1/chat/completions", input_file_id="file-1", completion_window="24h",
+                       status="in_progress", created_at=1_700_000_000, expires_at=1_700_086_400,
                        request_counts=http.RequestCounts(total=3, processing=3))
     return http.BatchRecord(batch=batch, account_id="acc", surface=surface)  # type: ignore[arg-type]
 

@@ -31,6 +31,7 @@ from services.router.cache import (
     cache_key,
     cacheable,
     stream_from_cache,
+    usage_chunk_from_cache,
 )
 from tools.cli.processes import free_port, start_nats
 
@@ -325,6 +326,17 @@ def test_stream_from_cache_round_trips() -> None:
     replayed = loads(result)
     assert replayed["choices"] == cached["choices"]
     assert {k: replayed[k] for k in ("id", "created", "model")} == {k: cached[k] for k in ("id", "created", "model")}
+
+
+def test_the_usage_chunk_of_a_replay_is_one_of_its_chunks() -> None:
+    cached = completion([{"index": 0, "message": message("Hi"), "logprobs": None, "finish_reason": "stop"}],
+                        {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3})
+    head = loads(stream_from_cache(dumps(cached)).split(b"\n\n")[0].removeprefix(b"data: "))
+    chunk = loads(usage_chunk_from_cache(dumps(cached), Usage(2, 1)))
+    # id, created and model are required in every chunk (OpenAI's CreateChatCompletionStreamResponse).
+    assert {k: chunk[k] for k in ("id", "object", "created", "model")} == {
+        k: head[k] for k in ("id", "object", "created", "model")}
+    assert chunk["choices"] == [] and chunk["usage"]["total_tokens"] == 3
 
 
 def test_embeddings_are_never_streamed() -> None:

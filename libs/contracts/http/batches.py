@@ -116,15 +116,16 @@ class BatchUsage(msgspec.Struct, kw_only=True):
     total_tokens: int = 0
 
 
-class Batch(msgspec.Struct, kw_only=True):
-    """The public Batch (OpenAI's)."""
+class Batch(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="object", tag="batch"):
+    """The public Batch (OpenAI's). Unset fields are left out, not sent as null: OpenAI's schema
+    does not let them be null (typed clients generated from it reject a null timestamp). `object`
+    is the tag, so it is always written; `completion_window` has no default for the same reason."""
 
     id: str
-    object: Literal["batch"] = "batch"
     endpoint: str
     errors: BatchErrors | None = None
     input_file_id: str
-    completion_window: str = "24h"
+    completion_window: str
     status: Status
     output_file_id: str | None = None
     error_file_id: str | None = None
@@ -183,12 +184,13 @@ class BatchWork(msgspec.Struct, array_like=True):
     account_id: str
 
 
-class BatchList(msgspec.Struct, kw_only=True):
-    object: Literal["list"] = "list"
+class BatchList(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="object", tag="list"):
+    """OpenAI's page of batches: an empty page has no first_id / last_id (not nullable there)."""
+
     data: list[Batch]
     first_id: str | None = None
     last_id: str | None = None
-    has_more: bool = False
+    has_more: bool
 
 
 class InputLine(msgspec.Struct, kw_only=True):

@@ -228,10 +228,20 @@ def _request(request: bytes | None) -> dict[str, Any]:
     return req if isinstance(req, dict) else {}
 
 
+def _echo_tool(tool: Any) -> Any:
+    """A function tool as the `response` object lists it: `strict` and `parameters` are required
+    there. `strict` unset is sent upstream as unset, i.e. not strict, so that is what is echoed."""
+    if not isinstance(tool, dict) or tool.get("type") != "function":
+        return tool
+    return {**tool, "parameters": tool.get("parameters"), "strict": bool(tool.get("strict"))}
+
+
 def _echo(req: dict[str, Any]) -> dict[str, Any]:
-    """The request parameters a `response` object repeats, with OpenAI's defaults."""
+    """The request parameters a `response` object repeats, with OpenAI's defaults. Fields the
+    schema does not let be null (`user`) are left out when the client did not send them."""
     reasoning = req.get("reasoning") if isinstance(req.get("reasoning"), dict) else {}
-    return {
+    tools = req.get("tools") if isinstance(req.get("tools"), list) else []
+    echo = {
         "instructions": req.get("instructions"),
         "max_output_tokens": req.get("max_output_tokens"),
         "metadata": req.get("metadata") or {},
@@ -242,19 +252,29 @@ def _echo(req: dict[str, Any]) -> dict[str, Any]:
         "temperature": req.get("temperature"),
         "text": req.get("text") or {"format": {"type": "text"}},
         "tool_choice": req.get("tool_choice") or "auto",
-        "tools": req.get("tools") or [],
+        "tools": [_echo_tool(tool) for tool in tools],
         "top_p": req.get("top_p"),
         "truncation": "disabled",
-        "user": req.get("user"),
     }
+    if isinstance(req.get("user"), str):
+        echo["user"] = req["user"]
+    return echo
 
 
 def _response(echo: dict[str, Any], rid: str, created: int, model: str, status: str, finish: str | None,
               output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
     reason = _INCOMPLETE.get(finish or "") if status != "in_progress" else None
-    return {"id": rid, "object": "response", "created_at": created, "status": status, "background": False,
-            "error": None, "incomplete_details": {"reason": reason} if reason else None, "model": model,
-            "output": output, **echo, "usage": usage}
+    out = {"id": rid, "object": "response", "created_at": created, "status": status, "background": False,
+           "error": None, "incomplete_details": {"reason": reason} if reason else None, "model": model,
+           "output": output, **echo}
+    if usage is not None:  # not nullable in OpenAI's schema: absent until it is known
+        out["usage"] = usage
+    return out
+
+
+def _output_text(text: str) -> dict[str, Any]:
+    # `logprobs` is required in OpenAI's schema; none are asked for upstream (top_logprobs is dropped).
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
 def _status(finish: str | None) -> str:
@@ -291,7 +311,7 @@ def from_chat_response(body: bytes, request: bytes | None = None) -> bytes:
     output: list[dict[str, Any]] = []
     if choice is not None:
         text, refusal = text_of(choice.message.content), choice.message.refusal
-        parts = ([{"type": "output_text", "text": text, "annotations": []}] if text else []) + (
+        parts = ([_output_text(text)] if text else []) + (
             [{"type": "refusal", "refusal": refusal}] if refusal else [])
         if parts:
             output.append({"id": new_id("msg_"), "type": "message", "status": status, "role": "assistant",
@@ -403,8 +423,7 @@ class ResponsesStream(StreamConverter):
         assert self._item is not None
         if self._part is None or self._part["type"] != kind:
             out += self._close_part()
-            self._part = {"type": "output_text", "text": "", "annotations": []} if kind == "output_text" else {
-                "type": "refusal", "refusal": ""}
+            self._part = _output_text("") if kind == "output_text" else {"type": "refusal", "refusal": ""}
             out += self._emit("response.content_part.added", **self._where(),
                               content_index=len(self._item["content"]), part=self._part)
             self._item["content"].append(self._part)
