@@ -11,6 +11,7 @@ from libs.contracts import subjects
 from libs.runtime.blobs import BlobStore
 from libs.runtime.health import readiness_response
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
+from libs.runtime.tracing import Tracing
 from services.edge import (
     admin,
     async_jobs,
@@ -35,6 +36,7 @@ from services.edge.openapi import handlers as api_description
 from services.edge.prices import Prices
 from services.edge.ratelimit import RateLimiter
 from services.edge.settings import EdgeSettings
+from services.edge.spans import tracing_middleware
 from services.edge.spend_caps import SpendCaps
 from services.edge.spend_leases import SpendLeases, new_edge_id
 from services.edge.state import EDGE, EdgeState
@@ -96,10 +98,13 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     # A body must fit in one bus message along with its envelope.
     max_body = min(settings.max_body_bytes, nc.max_payload - _BODY_HEADROOM)
     middlewares = [access_log_middleware, error_middleware] if settings.access_log else [error_middleware]
+    tracing = Tracing("edge")
+    if tracing.enabled:  # inside error_middleware: the span sees the status of a GatewayError
+        middlewares.append(tracing_middleware(tracing))
     app = web.Application(client_max_size=max_body, middlewares=middlewares)
     streams = StreamInboxes(nc)
     await streams.start()
-    app[EDGE] = EdgeState(settings, nc, keys, tenancy, limiter, blobs, idempotency, spend, streams)
+    app[EDGE] = EdgeState(settings, nc, keys, tenancy, limiter, blobs, idempotency, spend, streams, tracing)
     app[IDEMPOTENCY] = idempotency
     app[MAX_BODY] = max_body
     app[REQUEST_IDS] = RequestIds()
@@ -141,6 +146,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
         await tenancy.stop()
         await streams.stop()
         await shutdown_nats(nc)
+        tracing.shutdown()
 
     app.on_cleanup.append(shutdown)
     log.info("edge_ready", url=f"http://{settings.host}:{settings.port}/v1", max_body_bytes=max_body)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 
 import msgspec
+import structlog
 from nats.js import JetStreamContext
 
 from libs.contracts import errors, subjects
@@ -79,6 +80,8 @@ class KeyStore:
             raise GatewayError(401, errors.AUTHENTICATION, "This API key is disabled or expired.")
         if scope not in record.scopes:
             raise GatewayError(403, errors.PERMISSION, f"This API key lacks the '{scope}' scope.")
+        # Every later log line of this request names its tenant (never the key itself).
+        structlog.contextvars.bind_contextvars(account_id=record.account_id, subaccount_id=record.subaccount_id)
         return entry
 
     async def ensure_admin(self, admin_key: str) -> None:

@@ -20,6 +20,7 @@ from services.edge.errors import REQUEST_ID, GatewayError
 from services.edge.idempotency import idempotent
 from services.edge.inference import admit, tag_of
 from services.edge.relay import reply_response, request_reply
+from services.edge.spans import traceparent_for
 from services.edge.state import EDGE, EdgeState
 from services.edge.validation import bounded_int, validate
 
@@ -41,7 +42,7 @@ async def _call(request: web.Request, op: str, principal: Principal, body: bytes
     state: EdgeState = request.app[EDGE]
     call = jobs_bus.JobsRequest(op=op, principal=principal, body=body, tag=tag,
                                 target_id=request.match_info.get("id"),
-                                traceparent=request.headers.get("traceparent"))
+                                traceparent=traceparent_for(request))
     return await request_reply(state.nc, subjects.JOBS_API, jobs_bus.encode(call), _TIMEOUT_S,
                                unavailable=_UNAVAILABLE)
 

@@ -116,7 +116,9 @@ async def error_middleware(
     request[REQUEST_ID] = request_id
     bad_header = _not_utf8_header(request)
     traceparent = request.headers.get("traceparent") if bad_header is None else None
-    structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id_of(traceparent))
+    # aiohttp serves a keep-alive connection's requests in one task: reset what the last one bound.
+    structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id_of(traceparent),
+                                          account_id=None, subaccount_id=None)
     try:
         if bad_header is not None:
             raise GatewayError(400, errors.INVALID_REQUEST, f"Header {bad_header} is not valid UTF-8.",

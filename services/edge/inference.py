@@ -16,6 +16,7 @@ from libs.contracts.http.embeddings import EmbeddingsRequest
 from services.edge import job_calls
 from services.edge.errors import REQUEST_ID, GatewayError
 from services.edge.relay import ErrorEvent, relay_stream, reply_response, request_reply
+from services.edge.spans import traceparent_for
 from services.edge.spend_leases import Hold
 from services.edge.state import EDGE, EdgeState
 from services.edge.validation import validate
@@ -73,7 +74,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         request_id=request[REQUEST_ID], operation=OP_CHAT, model=parsed.model, body=body,
         principal=principal, stream=stream,
         include_usage=bool(parsed.stream_options and parsed.stream_options.include_usage),
-        tag=tag_of(request, sub), traceparent=request.headers.get("traceparent"),
+        tag=tag_of(request, sub), traceparent=traceparent_for(request),
         models=models, routing=_routing(request), needs=_needs(parsed) if parsed.model == AUTO_MODEL else [],
         cache=cache_mode(request), snapshot=snapshot_wanted(request, state, sub),
     )
@@ -92,13 +93,15 @@ async def send(request: web.Request, state: EdgeState, sub: SubAccountRecord | N
         hold.settle_meta(meta)
         count_tokens(state, sub, meta)
 
+    headers = state.tracing.producer_headers(subject) if state.tracing.enabled else None
     try:
         if message.stream:
             # A stream that ends without its end marker leaves the hold unsettled: charged in full below.
             return await relay_stream(request, state.streams, subject, encode(message), request[REQUEST_ID],
                                       state.settings.request_timeout_s, state.settings.stream_idle_timeout_s,
-                                      on_end=ended, error_event=error_event)
-        reply = await request_reply(state.nc, subject, encode(message), state.settings.request_timeout_s)
+                                      on_end=ended, error_event=error_event, headers=headers)
+        reply = await request_reply(state.nc, subject, encode(message), state.settings.request_timeout_s,
+                                    headers=headers)
         ended(reply.meta)
         return reply_response(reply, request[REQUEST_ID])
     except BaseException as exc:
@@ -113,7 +116,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     parsed: EmbeddingsRequest = validate(_decode_embeddings, body)
     message = InferenceRequest(
         request_id=request[REQUEST_ID], operation=OP_EMBEDDINGS, model=parsed.model, body=body,
-        principal=principal, tag=tag_of(request, sub), traceparent=request.headers.get("traceparent"),
+        principal=principal, tag=tag_of(request, sub), traceparent=traceparent_for(request),
         cache=cache_mode(request),
     )
     hold = await state.spend.hold(principal, sub, state.spend.estimate([parsed.model], body, 0))

@@ -14,6 +14,7 @@ from libs.runtime.env import env_str
 from services.edge.errors import REQUEST_ID, GatewayError
 from services.edge.idempotency import idempotent
 from services.edge.relay import reply_response, request_reply
+from services.edge.spans import traceparent_for
 from services.edge.state import EDGE, EdgeState
 
 _QUERY_TIMEOUT_S = 10.0
@@ -43,7 +44,7 @@ async def call(request: web.Request, op: str, principal: Principal, body: bytes,
                target_id: str | None = None, tag: str | None = None) -> Reply:
     state: EdgeState = request.app[EDGE]
     message = jobs_bus.JobsRequest(op=op, principal=principal, target_id=target_id, body=body, tag=tag,
-                                   traceparent=request.headers.get("traceparent"))
+                                   traceparent=traceparent_for(request))
     return await request_reply(state.nc, subjects.JOBS_API, jobs_bus.encode(message), _QUERY_TIMEOUT_S,
                                unavailable="The jobs service (async jobs) is not running")
 

@@ -13,6 +13,7 @@ from libs.contracts.http import replays as replays_http
 from services.edge.errors import REQUEST_ID
 from services.edge.inference import tag_of
 from services.edge.relay import reply_response, request_reply
+from services.edge.spans import traceparent_for
 from services.edge.state import EDGE, EdgeState
 from services.edge.validation import validate
 
@@ -35,7 +36,7 @@ def _handler(op: str, with_id: bool = False) -> Any:
             validate(_BODIES[op], body)
         call = jobs_bus.JobsRequest(op=op, principal=principal, body=body, tag=tag_of(request, sub),
                                     target_id=request.match_info["id"] if with_id else None,
-                                    traceparent=request.headers.get("traceparent"))
+                                    traceparent=traceparent_for(request))
         # A replay that is not a shadow answers when its inference has: allow an inference's time.
         timeout = state.settings.request_timeout_s + 5 if op == jobs_bus.OP_REPLAY_CREATE else _QUERY_TIMEOUT_S
         reply = await request_reply(state.nc, subjects.JOBS_API, jobs_bus.encode(call), timeout,

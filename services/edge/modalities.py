@@ -44,6 +44,7 @@ from libs.contracts.http.modalities import (
 from libs.contracts.http.multipart import FormError, field, form_parts, is_form
 from services.edge.errors import REQUEST_ID, GatewayError
 from services.edge.inference import _routing, admit, cache_mode, send, snapshot_wanted, tag_of
+from services.edge.spans import traceparent_for
 from services.edge.validation import validate
 
 _decode_image = msgspec.json.Decoder(ImageGenerationRequest).decode
@@ -65,7 +66,7 @@ async def _relay(request: web.Request, operation: str, model: str, admitted: tup
     auto = model == AUTO_MODEL
     message = InferenceRequest(
         request_id=request[REQUEST_ID], operation=operation, model=model, body=body, principal=principal,
-        tag=tag_of(request, sub), traceparent=request.headers.get("traceparent"),
+        tag=tag_of(request, sub), traceparent=traceparent_for(request),
         routing=(_routing(request) or "cost") if auto else None, needs=list(needs) if auto else [],
         cache=cache_mode(request), content_type=content_type, snapshot=snapshot_wanted(request, state, sub))
     # A form's body is a file, not text: its units are the provider's to count (estimate error).

@@ -85,12 +85,13 @@ def _decode(msg: Msg) -> BusReply:
 
 
 async def request_reply(nc: Client, subject: str, payload: bytes, timeout_s: float,
-                        unavailable: str = "No router is serving requests") -> Reply:
+                        unavailable: str = "No router is serving requests",
+                        headers: dict[str, str] | None = None) -> Reply:
     """Send one request and return the service's Reply (raising its Failure as a GatewayError)."""
     if not nc.is_connected:
         raise _unavailable("The gateway is reconnecting to its message bus")
     try:
-        msg = await nc.request(subject, payload, timeout=timeout_s)
+        msg = await nc.request(subject, payload, timeout=timeout_s, headers=headers)
     except nats.errors.NoRespondersError as exc:
         raise _unavailable(unavailable) from exc
     except nats.errors.TimeoutError as exc:
@@ -123,13 +124,14 @@ def _error_event(body: ErrorBody, _sent: bytes) -> bytes:
 async def relay_stream(request: web.Request, inboxes: StreamInboxes, subject: str, payload: bytes,
                        request_id: str, timeout_s: float, idle_timeout_s: float,
                        on_end: Callable[[DispatchMeta], None] | None = None,
-                       error_event: ErrorEvent | None = None) -> web.StreamResponse:
+                       error_event: ErrorEvent | None = None,
+                       headers: dict[str, str] | None = None) -> web.StreamResponse:
     nc = inboxes.nc
     if not nc.is_connected:
         raise _unavailable("The gateway is reconnecting to its message bus")
     inbox = inboxes.open()
     try:
-        await nc.publish(subject, payload, reply=inbox.subject)
+        await nc.publish(subject, payload, reply=inbox.subject, headers=headers)
         arrived = await inbox.take(timeout_s)
         if not arrived:
             raise _timeout(timeout_s)

@@ -6,6 +6,7 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from libs.runtime.blobs import BlobStore
+from libs.runtime.tracing import Tracing
 from services.edge.auth import KeyStore
 from services.edge.idempotency import Idempotency
 from services.edge.ratelimit import RateLimiter
@@ -26,6 +27,7 @@ class EdgeState:
     idempotency: Idempotency
     spend: SpendCaps  # worst-case reservations against caps and wallets
     streams: StreamInboxes  # where streamed replies arrive
+    tracing: Tracing  # off unless an exporter is configured (libs/runtime/tracing.py)
 
 
 EDGE = web.AppKey("edge", EdgeState)

@@ -14,6 +14,7 @@ from libs.contracts.http.responses import ResponsesRequest
 from services.edge.errors import REQUEST_ID
 from services.edge.inference import admit, cache_mode, send, snapshot_wanted, tag_of
 from services.edge.relay import ErrorEvent
+from services.edge.spans import traceparent_for
 from services.edge.validation import validate
 
 _decode_messages = msgspec.json.Decoder(MessagesRequest).decode
@@ -59,7 +60,7 @@ async def _surface(request: web.Request, operation: str, decode: Callable[[bytes
     parsed = validate(decode, body)
     message = InferenceRequest(
         request_id=request[REQUEST_ID], operation=operation, model=parsed.model, body=body, principal=principal,
-        stream=bool(parsed.stream), tag=tag_of(request, sub), traceparent=request.headers.get("traceparent"),
+        stream=bool(parsed.stream), tag=tag_of(request, sub), traceparent=traceparent_for(request),
         cache=cache_mode(request), snapshot=snapshot_wanted(request, state, sub))
     limit = parsed.max_tokens if isinstance(parsed, MessagesRequest) else parsed.max_output_tokens
     hold = await state.spend.hold(principal, sub, state.spend.estimate([parsed.model], body, limit))

@@ -53,6 +53,7 @@ from services.router.providers.base import ProviderAdapter, UpstreamError, Upstr
 from services.router.response_meta import build_meta, stream_tail, with_meta
 from services.router.routing import RetryPolicy, candidates, retryable
 from services.router.snapshots import StreamCapture, snapshot_of, wanted
+from services.router.spans import RouterSpans
 from services.router.surfaces import StreamConverter, Surface, SurfaceError, surface_for
 from services.router.usage_publisher import UsagePublisher
 from services.router.utilities import AUTO_MODALITY, Utility, UtilityError, utility_for
@@ -73,8 +74,9 @@ class _Exhausted(Exception):
 class Dispatcher:
     def __init__(self, nc: Client, catalog: Catalog, providers: dict[str, ProviderAdapter], pricing: Pricing,
                  usage: UsagePublisher | None, health: HealthBook, policy: RetryPolicy,
-                 cache: ResponseCache, aliases: EvalAliases, audio: AudioFetcher) -> None:
+                 cache: ResponseCache, aliases: EvalAliases, audio: AudioFetcher, spans: RouterSpans) -> None:
         self._nc = nc
+        self._spans = spans
         self._catalog = catalog
         self._providers = providers
         self._pricing = pricing
@@ -103,11 +105,20 @@ class Dispatcher:
             await self._send(msg.reply, failure(400, errors.INVALID_REQUEST, "undecodable bus message"))
             return
         structlog.contextvars.bind_contextvars(request_id=request.request_id,
-                                              trace_id=trace_id_of(request.traceparent))
+                                              trace_id=trace_id_of(request.traceparent),
+                                              account_id=request.principal.account_id,
+                                              subaccount_id=request.principal.subaccount_id)
+        if self._spans.enabled:
+            with self._spans.consuming(msg, request):
+                await self._dispatch(msg.reply, request, received)
+        else:
+            await self._dispatch(msg.reply, request, received)
+
+    async def _dispatch(self, reply_to: str, request: InferenceRequest, received: float) -> None:
         try:
             surface = surface_for(request.operation, request.body) or utility_for(request.operation, request.body)
         except (SurfaceError, msgspec.DecodeError) as exc:
-            await self._send(msg.reply, failure(400, errors.INVALID_REQUEST, str(exc),
+            await self._send(reply_to, failure(400, errors.INVALID_REQUEST, str(exc),
                                                 param=getattr(exc, "param", None)))
             return
         asked = request.operation  # what the model must be able to serve (surfaces become chat below)
@@ -128,32 +139,32 @@ class Dispatcher:
                 plan = self._catalog.plan(model)
             plan, fallbacks = admit(self._catalog, asked, plan, request.models)
         except RouteError as exc:
-            await self._send(msg.reply, failure(exc.status, exc.type, exc.message, param=exc.param))
+            await self._send(reply_to, failure(exc.status, exc.type, exc.message, param=exc.param))
             return
         if request.operation in FORM_OPERATIONS and request.content_type == "application/json":
             try:
                 request = await self._audio.as_form(request)
             except FetchError as exc:
-                await self._send(msg.reply, failure(400, errors.INVALID_REQUEST, str(exc), param="audio_url"))
+                await self._send(reply_to, failure(400, errors.INVALID_REQUEST, str(exc), param="audio_url"))
                 return
         routes = candidates(self._catalog, plan, fallbacks, self._health, self._rng)
         try:
             key = self._cache_key(request) if surface is None or isinstance(surface, Utility) else None
             hit = await self._cache.get(key) if key is not None else None
             if hit is not None:
-                await self._serve_hit(msg.reply, request, hit, received, surface)
+                await self._serve_hit(reply_to, request, hit, received, surface)
             elif request.stream:
-                await self._stream(msg.reply, request, routes, received, key, surface)
+                await self._stream(reply_to, request, routes, received, key, surface)
             else:
-                await self._complete(msg.reply, request, routes, received, key, surface)
+                await self._complete(reply_to, request, routes, received, key, surface)
         except _Exhausted as exhausted:
-            await self._fail(msg.reply, request, exhausted, received)
+            await self._fail(reply_to, request, exhausted, received)
         except UtilityError as exc:  # a cached chat answer a utility cannot use
-            await self._send(msg.reply, failure(exc.status, exc.type, exc.message))
+            await self._send(reply_to, failure(exc.status, exc.type, exc.message))
         except Exception:
             # A bug must cost one request a clean 500, not a client waiting out its timeout.
             log.exception("dispatch_failed")
-            await self._send(msg.reply, failure(500, errors.INTERNAL,
+            await self._send(reply_to, failure(500, errors.INTERNAL,
                                                 f"Internal router error (request id {request.request_id})."))
 
     async def _attempts(self, request: InferenceRequest, routes: Iterator[Route], stream: bool
@@ -170,6 +181,7 @@ class Dispatcher:
             log.debug("dispatch", deployment=route.key, stream=stream)
             while True:
                 started = time.perf_counter()
+                call = self._spans.start_call(request, route, stream) if self._spans.enabled else None
                 try:
                     if stream:
                         answer: UpstreamResult | UpstreamStream = await adapter.open_stream(
@@ -180,6 +192,8 @@ class Dispatcher:
                 except UpstreamError as exc:
                     latency_ms = (time.perf_counter() - started) * 1000
                     last, last_route = exc, route
+                    if call is not None:
+                        self._spans.failed_attempt(call, exc.kind, exc.status)
                     if not retryable(exc):
                         raise _Exhausted(exc, route, latency_ms) from exc
                     if exc.kind == "saturated":  # our own pool is full: the provider is not to blame
@@ -195,6 +209,10 @@ class Dispatcher:
                     attempt += 1
                     continue
                 latency_ms = (time.perf_counter() - started) * 1000
+                if call is not None:
+                    result = answer if isinstance(answer, UpstreamResult) else None
+                    self._spans.answered(request, call, result.body if result else None,
+                                         result.content_type if result else "")
                 if not stream:  # a stream's outcome is known only at its end (see _stream)
                     self._health.record(route.key, True, latency_ms)
                 return route, answer, latency_ms
@@ -347,6 +365,8 @@ class Dispatcher:
     def _meter(self, request: InferenceRequest, route: Route, meta: DispatchMeta, status: int,
                error_type: str | None, total_ms: float, cache_hit: bool = False,
                snapshot: Snapshot | None = None) -> None:
+        if self._spans.enabled:
+            self._spans.metered(request, meta, status, error_type, cache_hit)
         if self._usage is None:
             return
         usage, cost = meta.usage, meta.cost

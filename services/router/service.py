@@ -20,6 +20,7 @@ from libs.runtime.blobs import BlobStore
 from libs.runtime.env import data_dir, env_float, env_int, env_str, nats_url
 from libs.runtime.jetstream import ensure_stream
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
+from libs.runtime.tracing import Tracing
 from services.router.audio_fetch import AudioFetcher
 from services.router.cache import ResponseCache
 from services.router.catalog import DEFAULT_CATALOG, Catalog, RouteError
@@ -33,6 +34,7 @@ from services.router.providers import build_longrun, build_providers, known_prov
 from services.router.providers.base import ProviderAdapter
 from services.router.providers.longrun_base import LongRunAdapter
 from services.router.routing import RetryPolicy
+from services.router.spans import RouterSpans
 from services.router.usage_publisher import UsagePublisher
 
 log = structlog.get_logger()
@@ -41,6 +43,7 @@ _encode_json = msgspec.json.Encoder().encode
 
 class RouterService:
     def __init__(self, config: SwitchboardConfig) -> None:
+        self.tracing = Tracing("router")
         router_cfg = config.router
         connect = env_float("SWITCHBOARD_ROUTER_CONNECT_TIMEOUT_S", router_cfg.connect_timeout_s or 5.0)
         read = env_float("SWITCHBOARD_ROUTER_READ_TIMEOUT_S", router_cfg.read_timeout_s or 120.0)
@@ -93,7 +96,8 @@ class RouterService:
         await self.cache.start(js)
         await self.aliases.mirror.start(js)
         self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers, self.pricing, self._usage,
-                                      self.health, self.policy, self.cache, self.aliases, self.audio)
+                                      self.health, self.policy, self.cache, self.aliases, self.audio,
+                                      RouterSpans(self.tracing))
         blobs = BlobStore(js, subjects.OBJ_FILES)
         await blobs.start()
         self._longrun = LongRunner(self.catalog, self.longrun, self.pricing, self._usage, self.health, blobs,
@@ -177,3 +181,4 @@ class RouterService:
         for longrun in self.longrun.values():
             await longrun.close()
         await self.audio.close()
+        self.tracing.shutdown()

@@ -121,7 +121,8 @@ def _old_sqlite_database(path: Path, events: list[UsageEvent]) -> None:
             for statement in step:
                 db.execute(statement)
         db.execute("PRAGMA user_version = 2")
-        db.executemany(sqlite_store.INSERT, [msgspec.structs.astuple(e) for e in events])
+        db.executemany(sqlite_store.multi_row(sqlite_store.INSERT, len(sqlite_store.COLUMNS), 1),
+                       [msgspec.structs.astuple(e) for e in events])
     finally:
         db.close()
 

@@ -245,6 +245,11 @@ WHERE request_id = :request_id
 PRUNE_SNAPSHOTS = "DELETE FROM snapshots WHERE ts_ms < ?"
 
 
+def multi_row(head: str, width: int, rows: int) -> str:
+    """`head` (an INSERT ... VALUES) with `rows` groups of `width` placeholders."""
+    return head + ",".join(["(" + ",".join("?" * width) + ")"] * rows)
+
+
 class SqliteUsageStore:
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -315,12 +320,11 @@ class SqliteUsageStore:
         if not rows:
             return 0
         db = self._conn()
-        placeholders = "(" + ",".join("?" * len(rows[0])) + ")"
         changed = 0
         async with self._write_lock:  # never inside another caller's BEGIN on this shared connection
             for start in range(0, len(rows), _ROWS_PER_STATEMENT):
                 chunk = rows[start:start + _ROWS_PER_STATEMENT]
-                cursor = await db.execute(head + ",".join([placeholders] * len(chunk)),
+                cursor = await db.execute(multi_row(head, len(rows[0]), len(chunk)),
                                           [value for row in chunk for value in row])
                 changed += max(cursor.rowcount, 0)  # ignored duplicates do not count
         return changed
