@@ -23,6 +23,7 @@ from libs.contracts.bus.inference import (
     decode_reply,
     encode,
 )
+from libs.runtime.tracing import Tracing
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -60,9 +61,10 @@ def subject_of(operation: str) -> str:
 
 
 class RouterClient:
-    def __init__(self, nc: Client, timeout_s: float) -> None:
+    def __init__(self, nc: Client, timeout_s: float, tracing: Tracing | None = None) -> None:
         self._nc = nc
         self._timeout_s = timeout_s
+        self._tracing = tracing
 
     async def chat(self, principal: Principal, model: str, body: bytes, tag: str | None,
                    traceparent: str | None = None, request_id: str | None = None) -> Outcome:
@@ -74,9 +76,13 @@ class RouterClient:
         request_id = request_id or f"req_{secrets.token_hex(12)}"
         message = InferenceRequest(request_id=request_id, operation=operation, model=model, body=body,
                                    principal=principal, tag=tag, traceparent=traceparent, cache="skip", batch=batch)
+        subject = subject_of(operation)
+        # The job's trace goes on: a PRODUCER span under the request that made the job.
+        headers = (self._tracing.producer_headers(subject, Tracing.extract(None, traceparent))
+                   if self._tracing is not None and self._tracing.enabled and traceparent else None)
         started = time.perf_counter()
         try:
-            msg = await self._nc.request(subject_of(operation), encode(message), timeout=self._timeout_s)
+            msg = await self._nc.request(subject, encode(message), timeout=self._timeout_s, headers=headers)
         except nats.errors.NoRespondersError:
             return Outcome(request_id=request_id, status=503, error="No router is serving requests.",
                            error_type=errors.UNAVAILABLE)

@@ -28,4 +28,5 @@ async def emit_outcome(publisher: EventPublisher, record: http.JobRecord) -> Non
         return
     data = msgspec.json.decode(http.encode(job_view(record, record.base_url)))
     await publisher.emit(type_, record.account_id, data, event_id(record.id, type_),
-                         subaccount_id=record.subaccount_id, webhook_url=record.webhook_url, job_id=record.id)
+                         subaccount_id=record.subaccount_id, webhook_url=record.webhook_url, job_id=record.id,
+                         traceparent=record.traceparent)

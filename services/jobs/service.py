@@ -20,6 +20,7 @@ from libs.runtime.files import FileStore
 from libs.runtime.jetstream import ensure_stream
 from libs.runtime.kv_mirror import open_bucket
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
+from libs.runtime.tracing import Tracing
 from services.jobs.api import JobsApi
 from services.jobs.batches import Batches
 from services.jobs.caps import Caps
@@ -37,6 +38,7 @@ log = structlog.get_logger()
 
 class JobsService:
     def __init__(self) -> None:
+        self._tracing = Tracing("jobs")
         self._nc: Client | None = None
         self._workers: list[Worker] = []
         self._kinds: list[JobKind] = []
@@ -56,7 +58,7 @@ class JobsService:
             await js.delete_consumer(subjects.STREAM_JOBS, subjects.JOBS_LEGACY_CONSUMER)
         except NotFoundError:
             pass
-        router = RouterClient(nc, env_float("SWITCHBOARD_REQUEST_TIMEOUT_S", 130.0))
+        router = RouterClient(nc, env_float("SWITCHBOARD_REQUEST_TIMEOUT_S", 130.0), self._tracing)
         blobs = BlobStore(js, subjects.OBJ_FILES)
         await blobs.start()
         await self._caps.start(js)  # spend caps, checked before each batch line and eval run
@@ -121,3 +123,4 @@ class JobsService:
         await self._caps.stop()
         if self._nc is not None:
             await shutdown_nats(self._nc)
+        self._tracing.shutdown()

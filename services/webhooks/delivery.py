@@ -21,12 +21,14 @@ import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from yarl import URL
 
 from libs.contracts.bus import webhooks as bus
 from libs.contracts.http.webhooks import DeliveryView, EndpointView
 from libs.contracts.ids import valid_id
 from libs.runtime.kv_mirror import KvMirror
+from libs.runtime.tracing import Tracing
 from services.webhooks.deliveries import StoredDelivery, known_record, pending
 from services.webhooks.records import Records
 from services.webhooks.settings import WebhookSettings
@@ -71,8 +73,10 @@ class Outcome(msgspec.Struct, kw_only=True):
 class Deliverer:
     def __init__(self, settings: WebhookSettings, session: aiohttp.ClientSession, guard: Guard,
                  deliveries: Records[StoredDelivery], endpoints: Records[EndpointView],
-                 endpoint_mirror: KvMirror[EndpointView], keys: SigningKeys, status_kv: KeyValue) -> None:
+                 endpoint_mirror: KvMirror[EndpointView], keys: SigningKeys, status_kv: KeyValue,
+                 tracing: Tracing | None = None) -> None:
         self._settings = settings
+        self._tracing = tracing
         self._session = session
         self._guard = guard
         self._deliveries = deliveries
@@ -173,6 +177,25 @@ class Deliverer:
         await msg.ack()
 
     async def _post(self, task: bus.DeliveryTask, url: UrlFacts, attempt: int) -> Outcome:
+        if self._tracing is None or not self._tracing.enabled or not task.traceparent:
+            return await self._attempt(task, url, attempt)
+        # An attempt is a CLIENT span in the trace of the request that caused the event; the URL's
+        # path and query stay out (they may hold the customer's secrets).
+        span = self._tracing.tracer.start_span(
+            "POST", context=Tracing.extract(None, task.traceparent), kind=SpanKind.CLIENT,
+            attributes={"http.request.method": "POST", "server.address": url.parsed.host if url.parsed else "",
+                        "switchboard.webhook.event_type": task.event_type,
+                        "switchboard.webhook.delivery_id": task.delivery_id, "switchboard.webhook.attempt": attempt})
+        outcome = await self._attempt(task, url, attempt)
+        if outcome.status is not None:
+            span.set_attribute("http.response.status_code", outcome.status)
+        if outcome.error is not None:
+            span.set_attribute("error.type", str(outcome.status) if outcome.status else "delivery_failed")
+            span.set_status(Status(StatusCode.ERROR, outcome.error))
+        span.end()
+        return outcome
+
+    async def _attempt(self, task: bus.DeliveryTask, url: UrlFacts, attempt: int) -> Outcome:
         if url.refused is not None or url.parsed is None:
             return Outcome(error=url.refused, permanent=True)
         now = int(time.time())

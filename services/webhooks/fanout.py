@@ -37,7 +37,7 @@ def matches(endpoint: EndpointView, event: events.Event) -> bool:
 def tasks_for(event: events.Event, endpoints: dict[str, EndpointView]) -> list[DeliveryTask]:
     body = _encode_payload(events.WebhookPayload(event.id, event.type, event.occurred_at, event.data))
     common = {"account_id": event.account_id, "event_id": event.id, "event_type": event.type, "body": body,
-              "subaccount_id": event.subaccount_id}
+              "subaccount_id": event.subaccount_id, "traceparent": event.traceparent}
     tasks: list[DeliveryTask] = []
     if event.webhook_url:
         tasks.append(DeliveryTask(delivery_id=delivery_id(event.id, f"url:{event.webhook_url}"),

@@ -17,6 +17,7 @@ from libs.runtime.events import EventPublisher
 from libs.runtime.jetstream import ensure_stream
 from libs.runtime.kv_mirror import KvMirror, open_bucket
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
+from libs.runtime.tracing import Tracing
 from services.webhooks import settings as settings_mod
 from services.webhooks.acked_publish import AckedPublisher
 from services.webhooks.api import WebhooksApi
@@ -35,6 +36,7 @@ _FANOUT_CONCURRENCY = 32
 
 class WebhooksService:
     def __init__(self) -> None:
+        self._tracing = Tracing("webhooks")
         self._nc: Client | None = None
         self._session: aiohttp.ClientSession | None = None
         self._mirror: KvMirror[EndpointView] = KvMirror(subjects.KV_WEBHOOK_ENDPOINTS, _decode_endpoint)
@@ -74,7 +76,7 @@ class WebhooksService:
             timeout=aiohttp.ClientTimeout(total=settings.timeout_s), auto_decompress=False)
         fanout = Fanout(writes, self._mirror, deliveries)
         deliverer = Deliverer(settings, self._session, guard, deliveries, endpoints, self._mirror, keys,
-                              await open_bucket(js, subjects.KV_WEBHOOK_STATUS))
+                              await open_bucket(js, subjects.KV_WEBHOOK_STATUS), self._tracing)
         api = WebhooksApi(endpoints, self._mirror, deliveries, keys, guard, fanout,
                           await open_bucket(js, subjects.KV_SUBACCOUNTS), EventPublisher(js))
 
@@ -115,3 +117,4 @@ class WebhooksService:
             await self._session.close()
         if self._nc is not None:
             await shutdown_nats(self._nc)
+        self._tracing.shutdown()

@@ -14,6 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tests.integration.cluster import Cluster, cleanup, eventually, start_cluster
+from tests.integration.webhooks_support import Receiver as WebhookReceiver
 from tools.cli.processes import free_port
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -170,3 +171,30 @@ def test_a_refused_request_is_a_server_span_with_its_status(traced: tuple[Cluste
     assert response.status_code == 401
     (server,) = _whole_trace(receiver, refused_trace, {"POST /v1/chat/completions"})
     assert server.attributes["http.response.status_code"] == 401 and not server.error
+
+
+def test_a_job_continues_the_trace_through_jobs_and_its_webhook(traced: tuple[Cluster, Receiver]) -> None:
+    cluster, receiver = traced
+    import httpx
+
+    job_trace = "8bf92f3577b34da6a3ce929d0e0e473a"
+    with WebhookReceiver() as hooks:
+        accepted = httpx.post(f"{cluster.base_url}/chat/completions", timeout=15, headers={
+            **_traceparent(job_trace), "Authorization": f"Bearer {cluster.admin_key}"}, json={
+            "model": "sim/gpt-sim", "messages": [{"role": "user", "content": PROMPT}],
+            "webhook_url": hooks.url("/job-done")})
+        assert accepted.status_code == 202, accepted.text
+        hooks.wait("/job-done", 1)
+    spans = _whole_trace(receiver, job_trace, {"POST /v1/chat/completions", "send sb.infer.chat",
+                                                "process sb.infer.chat", "chat gpt-sim", "POST"})
+    server = next(s for s in spans if s.name == "POST /v1/chat/completions")
+    producer = next(s for s in spans if s.name == "send sb.infer.chat")
+    consumer = next(s for s in spans if s.name == "process sb.infer.chat")
+    delivery = next(s for s in spans if s.name == "POST")
+    assert (producer.service, producer.parent) == ("switchboard-jobs", server.span_id)
+    assert consumer.parent == producer.span_id
+    assert (delivery.service, delivery.kind, delivery.parent) == ("switchboard-webhooks", CLIENT, server.span_id)
+    assert delivery.attributes["switchboard.webhook.event_type"] == "job.completed"
+    assert delivery.attributes["http.response.status_code"] == 200
+    for span in spans:
+        assert all(PROMPT not in str(value) for value in span.attributes.values()), span

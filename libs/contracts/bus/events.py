@@ -41,6 +41,7 @@ class Event(msgspec.Struct, kw_only=True):
     # A job's (or batch's) own callback: delivered there in addition to the account's endpoints.
     webhook_url: str | None = None
     job_id: str | None = None  # the job whose webhook_delivered this delivery decides
+    traceparent: str | None = None  # the trace of the request that caused it: deliveries continue it
 
 
 class WebhookPayload(msgspec.Struct):

@@ -66,6 +66,7 @@ class DeliveryTask(msgspec.Struct, array_like=True, kw_only=True):
     job_id: str | None = None
     subaccount_id: str | None = None
     round: int = 0
+    traceparent: str | None = None  # the event's: each attempt is a CLIENT span in that trace
 
 
 encode_task = msgspec.msgpack.Encoder().encode
