@@ -37,7 +37,7 @@ import msgspec
 from libs.contracts.keys import mint_key
 from libs.contracts.supervision import SUPERVISOR_STATUS_ENV
 from libs.runtime.env import workers
-from tools.bench import nginx_upstream
+from tools.bench import nginx_upstream, tracing_ab
 from tools.bench.caps import lines as caps_lines
 from tools.bench.caps import measure as measure_caps
 from tools.bench.ingest import measure as measure_ingest
@@ -63,7 +63,7 @@ from tools.cli.processes import ManagedProcess, free_port, ready_process, spawn,
 CHAT = {"messages": [{"role": "user", "content": "Summarise the benefits of a gateway in one line."}],
         "max_tokens": 32}
 TARGETS = ("direct", "floor", "gateway")
-SCALE_PARTS = ("cpu", "streams", "idle", "soak")
+SCALE_PARTS = ("cpu", "tracing", "streams", "idle", "soak")
 
 
 class Stack(NamedTuple):
@@ -73,6 +73,7 @@ class Stack(NamedTuple):
     urls: dict[str, str]
     admin: str
     restart_router: Callable[[bool], None]  # metering on/off, everything else untouched
+    restart_gateway: Callable[[dict[str, str]], None]  # edges and routers again, with these variables added
     plain_model: str  # the gateway's model for the non-stream rows
 
     def pids(self) -> dict[str, int]:
@@ -146,6 +147,13 @@ def _start(root: Path, upstream_ms: int) -> Stack:
         procs.extend(start_workers("router", "services.router", routers, f"http://127.0.0.1:{health}/readyz",
                                    {"SWITCHBOARD_METERING": str(int(metering))}))
 
+    def restart_gateway(extra: dict[str, str]) -> None:
+        for proc in [p for p in procs if p.name.split("-")[0] in ("router", "edge")]:
+            proc.stop()
+            procs.remove(proc)
+        procs.extend(start_workers("router", "services.router", routers, f"http://127.0.0.1:{health}/readyz", extra))
+        procs.extend(start_workers("edge", "services.edge", edges, f"http://127.0.0.1:{edge_port}/readyz", extra))
+
     restart_router(True)
     procs.extend(start_workers("edge", "services.edge", edges, f"http://127.0.0.1:{edge_port}/readyz", {}))
     floor = [sys.executable, "-m", "tools.bench.floor"]
@@ -163,7 +171,7 @@ def _start(root: Path, upstream_ms: int) -> Stack:
     urls = {"direct": sim_url, "floor": f"http://127.0.0.1:{floor_port}/v1",
             "gateway": f"http://127.0.0.1:{edge_port}/v1", "plain_direct": plain_url,
             "plain_floor": f"http://127.0.0.1:{plain_floor_port}/v1"}
-    return Stack(procs, urls, admin, restart_router, "fast/gpt-sim")
+    return Stack(procs, urls, admin, restart_router, restart_gateway, "fast/gpt-sim")
 
 
 def _targets(stack: Stack, stream: bool) -> dict[str, Target]:
@@ -240,6 +248,7 @@ class Scale(msgspec.Struct, omit_defaults=True):
     streams_at_scale: ScaleReport | None = None
     idle_stream_memory: IdleMemory | None = None
     soak: SoakReport | None = None
+    tracing: list[tracing_ab.TracingRun] | None = None
 
 
 def _scale(stack: Stack, seconds: float, slack_ms: float, parts: set[str]) -> Scale:
@@ -257,6 +266,12 @@ def _scale(stack: Stack, seconds: float, slack_ms: float, parts: set[str]) -> Sc
                         slack_ms)]
     direct_url, gateway_url = f"{stack.urls['direct']}/chat/completions", f"{stack.urls['gateway']}/chat/completions"
     model = f"gpt-sim+tps={STREAM_TPS}"
+    if "tracing" in parts:
+        sink, sink_url = tracing_ab.start_sink(Path(tempfile.mkdtemp(prefix="switchboard-otlp-")))
+        try:
+            out.tracing = tracing_ab.measure(plain, stack.restart_gateway, stack.pids, sink_url, seconds, slack_ms)
+        finally:
+            sink.stop()
     if "idle" in parts:  # before the big bursts, which leave every heap at their high-water mark
         ttft = float(env.get("BENCH_IDLE_TTFT_MS", "15000"))
         out.idle_stream_memory = measure_idle(
@@ -279,6 +294,10 @@ def _scale_lines(scale: Scale) -> list[str]:
     if scale.cpu_per_request is not None:
         out += ["CPU per request, µs, every worker of a service summed (edge 263 / router 307 before issue 10):",
                 *cpu_lines(scale.cpu_per_request)]
+    if scale.tracing is not None:
+        out += ["tracing off vs on (500 rps fixed, CPU per request net of idle; edges and routers restarted "
+                "between runs; on = every request sampled, exported over OTLP/HTTP to a local sink):",
+                *tracing_ab.lines(scale.tracing)]
     if scale.idle_stream_memory is not None:
         out += ["memory per idle open stream (through the gateway):", *idle_lines(scale.idle_stream_memory)]
     if scale.streams_at_scale is not None:
