@@ -10,11 +10,8 @@ from libs.contracts.bus.inference import Failure, Reply
 from libs.contracts.bus.ledger import GenerationQuery, RecentQuery, SnapshotAnswer, SnapshotQuery
 from libs.contracts.bus.usage import ReportQuery, ReportRow, UsageEvent
 from libs.contracts.errors import ErrorBody
-from libs.contracts.http.meta import MetaCost, MetaUsage
 from libs.contracts.http.usage import (
-    Generation,
     GenerationList,
-    GenerationTiming,
     UsageReport,
     UsageRow,
     UsageTotals,
@@ -31,18 +28,7 @@ def _iso(ms: int) -> str:
 
 
 def generation_body(event: UsageEvent) -> bytes:
-    return _encode(Generation(
-        id=event.request_id, created=event.ts_ms / 1000, operation=event.operation,
-        requested_model=event.requested_model, model=event.model, provider=event.provider, status=event.status,
-        error_type=event.error_type, stream=event.stream, cache_hit=event.cache_hit, tag=event.tag,
-        sub_account_id=event.subaccount_id,
-        usage=MetaUsage(event.input_units, event.output_units, event.cached_units),
-        cost=MetaCost(priced=event.priced, input_micros=event.input_cost_micros,
-                      output_micros=event.output_cost_micros, cached_micros=event.cached_cost_micros,
-                      markup_micros=event.markup_micros, total_micros=event.cost_micros,
-                      total_cents=cents(event.cost_micros)),
-        timing=GenerationTiming(event.upstream_latency_ms, event.total_latency_ms),
-    ))
+    return _encode(generation_of(event))
 
 
 async def generation(store: UsageStore, query: GenerationQuery) -> Reply | Failure:

@@ -7,15 +7,13 @@ import concurrent.futures
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from libs.contracts.keys import mint_key
 from tests.integration.cluster import UPSTREAM_KEY, eventually
-from tests.integration.containers import IMAGE, NATS_IMAGE, Containers, require_images, wait_ok
+from tests.integration.containers import IMAGE, NATS_IMAGE, Containers, wait_ok
 from tools.cli.nats_cluster import cluster_env, node_config, plan_nodes
 from tools.cli.processes import free_port, wait_port
 
@@ -27,12 +25,6 @@ WORKERS = 6
 CLEAN_STATUSES = {502, 503, 504}  # the gateway's own words for "a part of me is away": never a 500 or a hang
 
 
-@pytest.fixture
-def containers() -> Iterator[Containers]:
-    require_images()
-    started = Containers()
-    yield started
-    started.remove_all()
 
 
 def _nats_cluster(containers: Containers, root: Path) -> tuple[dict[str, str], list]:

@@ -1,7 +1,6 @@
 """The one image: every entrypoint runs from `switchboard:dev` against NATS from the FROM-scratch
 `switchboard-nats:dev`, and together they serve a metered request end to end."""
 
-from collections.abc import Iterator
 
 import openai
 import pytest
@@ -9,19 +8,13 @@ import pytest
 from libs.contracts.keys import mint_key
 from tests.integration.api import generation
 from tests.integration.cluster import UPSTREAM_KEY, Cluster
-from tests.integration.containers import IMAGE, NATS_IMAGE, Containers, require_images, wait_ok
+from tests.integration.containers import IMAGE, NATS_IMAGE, Containers, wait_ok
 from tools.cli.processes import free_port, wait_port
 
 HEALTH_PORTS = {"router": "SWITCHBOARD_ROUTER_HEALTH_PORT", "ledger": "SWITCHBOARD_LEDGER_HEALTH_PORT",
                 "jobs": "SWITCHBOARD_JOBS_HEALTH_PORT", "webhooks": "SWITCHBOARD_WEBHOOKS_HEALTH_PORT"}
 
 
-@pytest.fixture
-def containers() -> Iterator[Containers]:
-    require_images()
-    started = Containers()
-    yield started
-    started.remove_all()
 
 
 def test_every_entrypoint_runs_from_the_image_and_serves_a_metered_request(containers: Containers) -> None:
