@@ -43,8 +43,10 @@ class ReplayError(Exception):
 
 
 def compare(source: http.ReplaySide, target: http.ReplaySide) -> http.ReplayDiff:
-    diff = "".join(difflib.unified_diff(source.output.splitlines(keepends=True),
-                                        target.output.splitlines(keepends=True), "source", "target"))
+    # One line per diff line: outputs rarely end in a newline, and keepends ran the last lines together.
+    diff = "\n".join(difflib.unified_diff(source.output.splitlines(), target.output.splitlines(),
+                                         "source", "target", lineterm=""))
+    diff = diff + "\n" if diff else diff
     return http.ReplayDiff(
         cost_delta_cents=round(target.cost_cents - source.cost_cents, 6),
         cost_ratio=round(target.cost_micros / source.cost_micros, 4) if source.cost_micros else None,

@@ -94,3 +94,10 @@ def test_compare_reports_deltas_and_a_unified_diff() -> None:
     free = compare(ReplaySide(request_id="s", model="a", output="x"), ReplaySide(request_id="t", model="b",
                                                                                  output="x"))
     assert free.cost_ratio is None and free.output_identical and free.output_diff == ""
+
+
+def test_a_diff_of_outputs_without_a_final_newline_keeps_one_line_per_change() -> None:
+    diff = compare(ReplaySide(request_id="s", model="a", output="Echo: two"),
+                   ReplaySide(request_id="t", model="b", output="Echo: three")).output_diff
+    assert diff.splitlines()[-2:] == ["-Echo: two", "+Echo: three"]
+    assert diff.startswith("--- source\n+++ target\n") and diff.endswith("\n")
