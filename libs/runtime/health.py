@@ -2,11 +2,15 @@
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
 
 from libs.contracts.supervision import SUPERVISOR_STATUS_ENV, Readiness, SupervisorStatus
+
+if TYPE_CHECKING:  # libs/runtime/metrics.py reads the supervisor status from here
+    from libs.runtime.metrics import Metrics
 
 
 def supervisor_status() -> SupervisorStatus | None:
@@ -31,8 +35,9 @@ def readiness_response(ready: bool) -> web.Response:
     return web.Response(status=status, body=body, content_type="application/json")
 
 
-async def start_health_server(host: str, port: int, ready: Callable[[], bool]) -> web.AppRunner | None:
-    """Serve liveness and readiness; port 0 disables it (e.g. several replicas on one host)."""
+async def start_health_server(host: str, port: int, ready: Callable[[], bool],
+                              metrics: "Metrics | None" = None) -> web.AppRunner | None:
+    """Serve liveness, readiness and /metrics; port 0 disables it (e.g. several replicas on one host)."""
     if port <= 0:
         return None
 
@@ -45,6 +50,8 @@ async def start_health_server(host: str, port: int, ready: Callable[[], bool]) -
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if metrics is not None:
+        app.router.add_get("/metrics", metrics.handler)  # internal port: no key
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     # reuse_port: a service's workers on one machine share its health port (see tools/cli/up.py).

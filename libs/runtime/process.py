@@ -11,6 +11,7 @@ import structlog
 from libs.runtime.env import env_int, env_str
 from libs.runtime.health import start_health_server
 from libs.runtime.logs import configure_logging
+from libs.runtime.metrics import Metrics
 
 
 def run_service(name: str, serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -51,6 +52,9 @@ class Service(Protocol):
     @property
     def ready(self) -> bool: ...
 
+    @property
+    def metrics(self) -> Metrics: ...  # served on the health port's /metrics
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -63,7 +67,9 @@ def run_with_health(name: str, make: Callable[[], Service], health_port_env: str
         service = make()
         await service.start()
         health = await start_health_server(env_str("SWITCHBOARD_HEALTH_HOST", "127.0.0.1"),
-                                           env_int(health_port_env, default_port), lambda: service.ready)
+                                           env_int(health_port_env, default_port), lambda: service.ready,
+                                           service.metrics)
+        service.metrics.start_export()  # over OTLP when configured; the service's stop() ends it
         await stop.wait()
         structlog.get_logger().info(f"{name}_stopping")
         await service.stop()

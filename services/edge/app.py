@@ -22,6 +22,7 @@ from services.edge import (
     inference,
     jobs_api,
     mcp,
+    metrics,
     modalities,
     router_queries,
     surfaces,
@@ -132,6 +133,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     dashboard.add_routes(app)
     discovery.add_routes(app)
     tail.add_routes(app)
+    metrics.add_routes(app)
     mcp.add_routes(app)
     api_description.add_routes(app)
     app.router.add_get("/healthz", healthz)

@@ -25,12 +25,14 @@ _MAX_REQUEST_ID = 128
 
 class GatewayError(Exception):
     def __init__(self, status: int, type_: str, message: str, *, param: str | None = None,
-                 retry_after: int | None = None, headers: dict[str, str] | None = None) -> None:
+                 retry_after: int | None = None, headers: dict[str, str] | None = None,
+                 refusal: str | None = None) -> None:
         super().__init__(message)
         self.body = ErrorBody(message=message, type=type_, code=status, param=param)
         self.status = status
         self.retry_after = retry_after
         self.headers = headers or {}
+        self.refusal = refusal  # the gateway's own 402/429 refusals, by reason (services/edge/metrics.py)
 
 
 def error_response(status: int, body: ErrorBody, headers: dict[str, str], retry_after: int | None = None

@@ -206,7 +206,7 @@ class SpendLeases:
             if budget.lease.free(now) >= amount:
                 continue
             if budget.refusal is not None:
-                raise GatewayError(402, errors.BUDGET_EXCEEDED, budget.refusal)
+                raise GatewayError(402, errors.BUDGET_EXCEEDED, budget.refusal, refusal="spend_cap")
             if now >= deadline:
                 if budget.unreachable:
                     raise GatewayError(503, errors.UNAVAILABLE,
@@ -214,7 +214,8 @@ class SpendLeases:
                                        retry_after=1)
                 raise GatewayError(402, errors.BUDGET_EXCEEDED,
                                    "What remains of the budget is reserved by requests in flight; retry "
-                                   "shortly, lower max_tokens, or raise the cap.", retry_after=1)
+                                   "shortly, lower max_tokens, or raise the cap.", retry_after=1,
+                                   refusal="reserved_in_flight")
 
     def _ask(self, budget: _Budget, need: int) -> asyncio.Task[None]:
         """Start an ask (or join the one in progress), wanting at least `need` more."""

@@ -64,7 +64,7 @@ class Tenancy:
         refusal = accounts.spend_refusal(principal.subaccount_id, self.wallets.entries.get(principal.account_id),
                                          self.spend.entries.get(principal.subaccount_id or ""), self._month.now())
         if refusal is not None:
-            raise GatewayError(402, errors.BUDGET_EXCEEDED, refusal)
+            raise GatewayError(402, errors.BUDGET_EXCEEDED, refusal, refusal="spend_cap")
         if principal.subaccount_id is None:
             return None
         return self.subaccounts.entries.get(principal.subaccount_id)
@@ -79,7 +79,7 @@ class Tenancy:
                 429, errors.RATE_LIMIT,
                 f"Sub-account {sub.id} is over its rate limit ({sub.rate_limit_rpm or '-'} requests/min, "
                 f"{sub.rate_limit_tpm or '-'} tokens/min). Honor Retry-After; ask for a higher limit.",
-                retry_after=retry_after)
+                retry_after=retry_after, refusal="rate_limit")
 
     def owns(self, principal: Principal, subaccount_id: str) -> bool:
         sub = self.subaccounts.entries.get(subaccount_id)

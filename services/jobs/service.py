@@ -28,6 +28,7 @@ from services.jobs.evals import Evals
 from services.jobs.generations import Generations
 from services.jobs.inference import RouterClient
 from services.jobs.kinds import JobKind, JobsContext
+from services.jobs.metrics import JobsMetrics
 from services.jobs.records import Records
 from services.jobs.replays import Replays
 from services.jobs.retention import Retention
@@ -44,6 +45,7 @@ class JobsService:
         self._kinds: list[JobKind] = []
         self._subscription: Subscription | None = None
         self._caps = Caps()
+        self.metrics = JobsMetrics()
 
     @property
     def ready(self) -> bool:
@@ -52,6 +54,7 @@ class JobsService:
     async def start(self) -> None:
         self._nc = nc = await connect_nats(nats_url(), "switchboard-jobs", on_reconnect=self._caps.resync)
         js = nc.jetstream()
+        self.metrics.start(js)
         await ensure_stream(js, streams.JOBS)
         await ensure_stream(js, streams.EVENTS)
         try:  # the consumer before runs and polls were split; its filter overlaps both
@@ -111,6 +114,7 @@ class JobsService:
         log.info("jobs_ready")
 
     async def stop(self) -> None:
+        await self.metrics.stop()
         if self._subscription is not None:
             try:
                 await self._subscription.unsubscribe()

@@ -28,6 +28,7 @@ from services.ledger.budgets import Budgets
 from services.ledger.daily import DailySummary
 from services.ledger.ingest import Ingestor
 from services.ledger.leases import BOOK_TTL_S, SpendLeases
+from services.ledger.metrics import LedgerMetrics
 from services.ledger.retention import SnapshotRetention, retention_days
 from services.ledger.spend import SpendTracker
 from services.ledger.stores import open_store
@@ -49,6 +50,7 @@ class LedgerService:
         self._ingestor: Ingestor | None = None
         self._daily: DailySummary | None = None
         self._retention = SnapshotRetention(self.store, retention_days())
+        self.metrics = LedgerMetrics(lambda: self._ingestor.stored if self._ingestor is not None else 0)
 
     @property
     def ready(self) -> bool:
@@ -62,6 +64,7 @@ class LedgerService:
         await self.store.open()
         self._nc = await connect_nats(nats_url(), "switchboard-ledger", on_reconnect=self._resync)
         js = self._nc.jetstream()
+        self.metrics.start(js)
         await ensure_stream(js, streams.USAGE)
         await ensure_stream(js, streams.EVENTS)
         for mirror in (self.keys, self.subaccounts, self.spend):
@@ -134,6 +137,7 @@ class LedgerService:
         await self._nc.subscribe(subjects.LEDGER_LEASE, queue=subjects.LEDGER_QUEUE, cb=on_msg)
 
     async def stop(self) -> None:
+        await self.metrics.stop()
         if self._ingestor is not None:
             await self._ingestor.stop()
         if self._daily is not None:

@@ -48,6 +48,7 @@ from services.router.catalog import Catalog, Route, RouteError
 from services.router.eval_aliases import EvalAliases
 from services.router.failures import failure, from_upstream
 from services.router.health import HealthBook
+from services.router.metrics import RouterMetrics
 from services.router.pricing import Pricing
 from services.router.providers.base import ProviderAdapter, UpstreamError, UpstreamResult, UpstreamStream
 from services.router.response_meta import build_meta, stream_tail, with_meta
@@ -74,9 +75,11 @@ class _Exhausted(Exception):
 class Dispatcher:
     def __init__(self, nc: Client, catalog: Catalog, providers: dict[str, ProviderAdapter], pricing: Pricing,
                  usage: UsagePublisher | None, health: HealthBook, policy: RetryPolicy,
-                 cache: ResponseCache, aliases: EvalAliases, audio: AudioFetcher, spans: RouterSpans) -> None:
+                 cache: ResponseCache, aliases: EvalAliases, audio: AudioFetcher, spans: RouterSpans,
+                 metrics: RouterMetrics) -> None:
         self._nc = nc
         self._spans = spans
+        self._metrics = metrics
         self._catalog = catalog
         self._providers = providers
         self._pricing = pricing
@@ -192,6 +195,7 @@ class Dispatcher:
                 except UpstreamError as exc:
                     latency_ms = (time.perf_counter() - started) * 1000
                     last, last_route = exc, route
+                    self._metrics.upstream_error(route, exc)
                     if call is not None:
                         self._spans.failed_attempt(call, exc.kind, exc.status)
                     if not retryable(exc):
@@ -260,6 +264,7 @@ class Dispatcher:
         current = asyncio.current_task()
         if current is not None:
             self._streams[reply_to] = current
+        first_chunk = True
         try:
             async for events in stream:
                 if assembler is not None:
@@ -269,8 +274,12 @@ class Dispatcher:
                 if converter is not None:
                     events = converter.feed(events)
                 await self._nc.publish(reply_to, encode(StreamChunk(events)))
+                if first_chunk:
+                    first_chunk = False
+                    self._metrics.first_chunk(request, route, received)
         except UpstreamError as exc:
             # Bytes already went out: no failover now, the client gets an error event.
+            self._metrics.upstream_error(route, exc)
             self._health.record(route.key, False, (time.perf_counter() - started) * 1000)
             await self._fail(reply_to, request, _Exhausted(exc, route, meta.upstream_latency_ms), received,
                              stream.usage, converter)
@@ -365,6 +374,7 @@ class Dispatcher:
     def _meter(self, request: InferenceRequest, route: Route, meta: DispatchMeta, status: int,
                error_type: str | None, total_ms: float, cache_hit: bool = False,
                snapshot: Snapshot | None = None) -> None:
+        self._metrics.request(request, route, meta, status, error_type, total_ms, cache_hit)
         if self._spans.enabled:
             self._spans.metered(request, meta, status, error_type, cache_hit)
         if self._usage is None:

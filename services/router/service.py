@@ -29,6 +29,7 @@ from services.router.eval_aliases import EvalAliases
 from services.router.failures import failure
 from services.router.health import HealthBook
 from services.router.longrun import DEFAULT_MAX_BYTES, LongRunner
+from services.router.metrics import RouterMetrics
 from services.router.pricing import Pricing
 from services.router.providers import build_longrun, build_providers, known_provider_hints
 from services.router.providers.base import ProviderAdapter
@@ -64,6 +65,7 @@ class RouterService:
                                  failures_to_open=router_cfg.breaker_failures or 5,
                                  cooldown_s=router_cfg.breaker_cooldown_s or 30.0)
         self.aliases = EvalAliases()
+        self.metrics = RouterMetrics(self.catalog, self.health)
         self.audio = AudioFetcher(allow_private=env_str("SWITCHBOARD_FETCH_PRIVATE_URLS", "0") == "1")
         self._tasks: set[asyncio.Task[None]] = set()
         self._usage: UsagePublisher | None = None
@@ -97,7 +99,7 @@ class RouterService:
         await self.aliases.mirror.start(js)
         self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers, self.pricing, self._usage,
                                       self.health, self.policy, self.cache, self.aliases, self.audio,
-                                      RouterSpans(self.tracing))
+                                      RouterSpans(self.tracing), self.metrics)
         blobs = BlobStore(js, subjects.OBJ_FILES)
         await blobs.start()
         self._longrun = LongRunner(self.catalog, self.longrun, self.pricing, self._usage, self.health, blobs,

@@ -30,6 +30,7 @@ from libs.contracts.ids import valid_id
 from libs.runtime.kv_mirror import KvMirror
 from libs.runtime.tracing import Tracing
 from services.webhooks.deliveries import StoredDelivery, known_record, pending
+from services.webhooks.metrics import WebhooksMetrics
 from services.webhooks.records import Records
 from services.webhooks.settings import WebhookSettings
 from services.webhooks.signing import delivery_headers
@@ -74,9 +75,10 @@ class Deliverer:
     def __init__(self, settings: WebhookSettings, session: aiohttp.ClientSession, guard: Guard,
                  deliveries: Records[StoredDelivery], endpoints: Records[EndpointView],
                  endpoint_mirror: KvMirror[EndpointView], keys: SigningKeys, status_kv: KeyValue,
-                 tracing: Tracing | None = None) -> None:
+                 tracing: Tracing | None = None, metrics: WebhooksMetrics | None = None) -> None:
         self._settings = settings
         self._tracing = tracing
+        self._metrics = metrics
         self._session = session
         self._guard = guard
         self._deliveries = deliveries
@@ -247,6 +249,8 @@ class Deliverer:
             record = bus.WebhookStatus(delivery_id=task.delivery_id, delivered=verdict,
                                        attempts=settled.view.attempts, last_status=outcome.status)
             await self._status_kv.put(f"{task.account_id}.{task.job_id}", bus.encode_status(record))
+        if self._metrics is not None:
+            self._metrics.delivery(task.event_type, status)
         log.info("webhook_attempt", delivery_id=task.delivery_id, event_type=task.event_type, status=status,
                  http_status=outcome.status, error=outcome.error)
 

@@ -25,6 +25,7 @@ from services.webhooks.consumer import PullConsumer
 from services.webhooks.deliveries import decode_stored
 from services.webhooks.delivery import Deliverer
 from services.webhooks.fanout import Fanout
+from services.webhooks.metrics import WebhooksMetrics
 from services.webhooks.records import Records
 from services.webhooks.signing_keys import SecretRecord, SigningKeys, decode_secret
 from services.webhooks.ssrf import AllowList, Guard
@@ -37,6 +38,7 @@ _FANOUT_CONCURRENCY = 32
 class WebhooksService:
     def __init__(self) -> None:
         self._tracing = Tracing("webhooks")
+        self.metrics = WebhooksMetrics()
         self._nc: Client | None = None
         self._session: aiohttp.ClientSession | None = None
         self._mirror: KvMirror[EndpointView] = KvMirror(subjects.KV_WEBHOOK_ENDPOINTS, _decode_endpoint)
@@ -58,6 +60,7 @@ class WebhooksService:
         settings = settings_mod.load()
         self._nc = nc = await connect_nats(nats_url(), "switchboard-webhooks", on_reconnect=self._resync)
         js = nc.jetstream()
+        self.metrics.start(js)
         await ensure_stream(js, streams.EVENTS)
         await ensure_stream(js, streams.WEBHOOKS)
         await self._mirror.start(js)
@@ -76,7 +79,7 @@ class WebhooksService:
             timeout=aiohttp.ClientTimeout(total=settings.timeout_s), auto_decompress=False)
         fanout = Fanout(writes, self._mirror, deliveries)
         deliverer = Deliverer(settings, self._session, guard, deliveries, endpoints, self._mirror, keys,
-                              await open_bucket(js, subjects.KV_WEBHOOK_STATUS), self._tracing)
+                              await open_bucket(js, subjects.KV_WEBHOOK_STATUS), self._tracing, self.metrics)
         api = WebhooksApi(endpoints, self._mirror, deliveries, keys, guard, fanout,
                           await open_bucket(js, subjects.KV_SUBACCOUNTS), EventPublisher(js))
 
@@ -102,6 +105,7 @@ class WebhooksService:
         log.info("webhooks_ready", attempts=len(settings.schedule), per_target=settings.per_target)
 
     async def stop(self) -> None:
+        await self.metrics.stop()
         if self._subscription is not None:
             try:
                 await self._subscription.unsubscribe()

@@ -1,6 +1,7 @@
-"""OpenTelemetry traces, received by a real OTLP/HTTP endpoint: one trace per request from the
-edge's SERVER span through NATS (PRODUCER -> CONSUMER) to the provider call (a GenAI CLIENT
-span), continuing the client's traceparent; no prompt or completion in any span."""
+"""OpenTelemetry traces and metrics, received by a real OTLP/HTTP endpoint: one trace per request
+from the edge's SERVER span through NATS (PRODUCER -> CONSUMER) to the provider call (a GenAI
+CLIENT span), continuing the client's traceparent; no prompt or completion in any span; the
+services' metrics pushed to the same endpoint."""
 
 import http.server
 import threading
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -39,6 +41,7 @@ class ReceivedSpan:
 class Receiver:
     port: int
     spans: list[ReceivedSpan] = field(default_factory=list)
+    metrics: dict[str, set[str]] = field(default_factory=dict)  # service -> metric names pushed
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def of_trace(self, trace_id: str) -> list[ReceivedSpan]:
@@ -56,8 +59,22 @@ def _value(any_value) -> object:  # type: ignore[no-untyped-def]
 def _serve(receiver: Receiver) -> http.server.ThreadingHTTPServer:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path == "/v1/metrics":
+                pushed = ExportMetricsServiceRequest()
+                pushed.ParseFromString(raw)
+                with receiver.lock:
+                    for resource in pushed.resource_metrics:
+                        service = next(str(_value(a.value)) for a in resource.resource.attributes
+                                       if a.key == "service.name")
+                        receiver.metrics.setdefault(service, set()).update(
+                            m.name for scope in resource.scope_metrics for m in scope.metrics)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             request = ExportTraceServiceRequest()
-            request.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
+            request.ParseFromString(raw)
             with receiver.lock:
                 for resource in request.resource_spans:
                     service = next(str(_value(a.value)) for a in resource.resource.attributes
@@ -88,7 +105,7 @@ def traced() -> Iterator[tuple[Cluster, Receiver]]:
     receiver = Receiver(free_port())
     server = _serve(receiver)
     cluster = start_cluster(extra_env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
-                                       "OTEL_BSP_SCHEDULE_DELAY": "100"})
+                                       "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_METRIC_EXPORT_INTERVAL": "300"})
     yield cluster, receiver
     cleanup(cluster)
     server.shutdown()
@@ -198,3 +215,18 @@ def test_a_job_continues_the_trace_through_jobs_and_its_webhook(traced: tuple[Cl
     assert delivery.attributes["http.response.status_code"] == 200
     for span in spans:
         assert all(PROMPT not in str(value) for value in span.attributes.values()), span
+
+
+def test_the_services_push_their_metrics_over_otlp(traced: tuple[Cluster, Receiver]) -> None:
+    cluster, receiver = traced
+    cluster.client().chat.completions.create(model="sim/gpt-sim", messages=[{"role": "user", "content": "count"}])
+
+    def pushed() -> dict[str, set[str]] | None:
+        with receiver.lock:
+            seen = {service: set(names) for service, names in receiver.metrics.items()}
+        wanted = {"switchboard-router": "gen_ai_client_token_usage",
+                  "switchboard-edge": "switchboard_edge_requests",  # OTLP names carry no _total
+                  "switchboard-ledger": "switchboard_jetstream_consumer_lag"}
+        return seen if all(name in seen.get(service, set()) for service, name in wanted.items()) else None
+
+    assert eventually(pushed, timeout_s=15, interval_s=0.2), receiver.metrics

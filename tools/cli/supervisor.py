@@ -27,6 +27,7 @@ from libs.contracts.supervision import (
     ProcessStatus,
     SupervisorStatus,
 )
+from libs.runtime.metrics_dir import forget_process
 from tools.cli.processes import ManagedProcess
 
 TAIL_LINES = 8
@@ -166,6 +167,7 @@ class Supervisor:
         code = proc.popen.poll()
         if code is None:
             return False
+        forget_process(proc.popen.pid, proc.env)  # before a new worker of the service comes
         ran_s = now - watch.started_at
         if ran_s >= self._backoff.reset_after_s:
             watch.next_delay_s = self._backoff.initial_s

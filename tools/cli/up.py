@@ -11,6 +11,7 @@ from pathlib import Path
 from libs.contracts.keys import mint_key
 from libs.contracts.supervision import SUPERVISOR_STATUS_ENV
 from libs.runtime.env import workers
+from libs.runtime.metrics_dir import service_env
 from tools.cli.nats_cluster import cluster_env, jetstream_ready, node_process, plan_nodes
 from tools.cli.processes import (
     ManagedProcess,
@@ -91,9 +92,10 @@ def run_up(nats_nodes: int = 1) -> int:
             port = int(env.get(port_env, default_port))
             ensure_free(port, name)
             url = f"http://127.0.0.1:{port}{path}"
+            workers_env = service_env(env, data_dir, name)  # their /metrics: the sum over this service's workers
             for worker in range(workers(name) if scaled else 1):
-                proc = supervisor.add(start_module(name if worker == 0 else f"{name}-{worker + 1}", module, env,
-                                                   log_dir))
+                proc = supervisor.add(start_module(name if worker == 0 else f"{name}-{worker + 1}", module,
+                                                   workers_env, log_dir))
                 if not _wait_ready(supervisor, proc, partial(ready_process, url, proc), stop):
                     return 0
         http_port = env.get("SWITCHBOARD_HTTP_PORT", "8080")

@@ -39,6 +39,13 @@ SERVICE_ROUTES: Final = (
                    Answer(status=503, description="not ready", kind="text",
                           types=(("text/plain", None), ("application/json", Readiness)))),
           errors=(400,)),
+    Route(method="GET", path="/metrics", operation_id="metrics", tag="health",
+          summary="Prometheus metrics of the edge's workers", auth="admin",
+          description="The Prometheus text format (docs/metrics.md). Also accepts "
+                      "`Authorization: Bearer $SWITCHBOARD_METRICS_TOKEN` when the gateway sets that variable.",
+          answers=(Answer(status=200, description="Every metric, summed over this machine's edge workers.",
+                          kind="text", types=(("text/plain", None),)),),
+          errors=(400, 401, 403)),
     Route(method="GET", path="/openapi.json", operation_id="getOpenApiDocument", tag="meta",
           summary="This OpenAPI document", auth="none",
           answers=(Answer(status=200, description="The document.", types=(("application/json", _DOCUMENT),)),),
