@@ -49,7 +49,10 @@ class Containers:
 
     def run(self, image: str, command: str, env: dict[str, str] | None = None,
             volumes: list[tuple[str, str, str]] | None = None) -> DockerContainer:
-        container = DockerContainer(image, command=command, env=env or {}, volumes=volumes, network_mode="host")
+        # Restarted when it exits on an error, as Kubernetes and compose do: a service that starts
+        # while JetStream is still electing leaders may time out and exit, and must come back.
+        container = DockerContainer(image, command=command, env=env or {}, volumes=volumes, network_mode="host",
+                                    restart_policy={"Name": "on-failure", "MaximumRetryCount": 5})
         container.start()
         self.started.append(container)
         return container
