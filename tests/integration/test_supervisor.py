@@ -133,7 +133,9 @@ def test_switchboard_up_restarts_a_killed_child_and_only_sigint_stops_it() -> No
              "SWITCHBOARD_WEBHOOKS_HEALTH_PORT": free_port()}
     proc, url, key = _up(data_dir, ports)
     try:
-        client = openai.OpenAI(base_url=url, api_key=key, max_retries=0)
+        # A short client timeout: a request published in the instant before nats-server reads the
+        # killed router's EOF is lost with it (the edge would wait out its 130 s); the next is not.
+        client = openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=5)
         killed = _status(data_dir)["router"].pid
         assert killed in _children_of(proc.pid)
         os.kill(killed, signal.SIGKILL)
