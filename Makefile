@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+TEST_WORKERS ?= 2
 
 .PHONY: install browser k8s-tools image up test lint unit integration bench clean
 
@@ -38,8 +39,11 @@ k8s-tools:
 image: install
 	$(PY) -m tools.imaging.build
 
+# Two processes (the suite mostly waits on the services it starts), one file per process at a
+# time; then the schemathesis modules, whose generated cases pytest-xdist cannot schedule.
 test: lint browser k8s-tools
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile -m 'not one_process'
+	$(PY) -m pytest -q -p no:cacheprovider -m one_process
 
 unit: install
 	$(PY) -m pytest -q tests/unit

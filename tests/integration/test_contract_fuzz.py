@@ -25,6 +25,7 @@ from tests.integration.cluster import Cluster, cleanup, start_cluster
 # The pinned copy in the repository (tests/contract/README.md), so every clone fuzzes the same document.
 _PINNED = Path(__file__).resolve().parents[1] / "contract" / "aigateway-openapi.json"
 CONTRACT = _PINNED if _PINNED.exists() else None
+pytestmark = pytest.mark.one_process  # schemathesis' cases share node ids: no xdist
 SEED = 20240609
 MAX_EXAMPLES = 25
 REQUEST_TIMEOUT_S = 15.0  # longer than the edge's own deadline: a timeout here is a hang

@@ -194,8 +194,16 @@ def test_losing_nodes_under_load_loses_and_doubles_nothing(cluster: Cluster) -> 
         load.wait_served(stopped, 40)
         # Once every stream has a leader among the two left, KV writes work again.
         eventually(lambda: _led_without(gateway, leader), 15, 0.2)
-        after = call(gateway, "POST", "/management/keys", json={"name": "after", "scopes": ["inference"]})
-        assert after.status_code == 200, after.text
+        # A write racing the KV's own catch-up is a clean 503 (retry shortly), then it works.
+        answers: list[tuple[int, str]] = []
+
+        def write_key() -> dict[str, str] | None:
+            after = call(gateway, "POST", "/management/keys", json={"name": "after", "scopes": ["inference"]})
+            answers.append((after.status_code, after.json().get("error", {}).get("type", "")))
+            return after.json() if after.status_code == 200 else None
+
+        made_after = eventually(write_key, 20, 0.5)
+        assert set(answers) <= {(200, ""), (503, "service_unavailable_error")}, answers
         load.wait_served(time.monotonic(), 20)
     outcomes, attempts = load.outcomes, load.attempts
 
@@ -233,7 +241,7 @@ def test_losing_nodes_under_load_loses_and_doubles_nothing(cluster: Cluster) -> 
         assert call(gateway, "GET", report).json()["total"]["requests"] == len(served) + len(metered_failures)
 
     # Two nodes of three serve on: keys made before and after the loss both work.
-    for key in (before["key"], after.json()["key"], sub["key"]):
+    for key in (before["key"], made_after["key"], sub["key"]):
         answer = eventually(lambda k=key: gateway.client(key=k).chat.completions.create(model=MODEL, messages=USER), 10)
         assert answer.choices[0].message.content == "Echo: hi"
 

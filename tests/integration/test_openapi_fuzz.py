@@ -40,6 +40,7 @@ from tests.integration.test_contract_fuzz import (
     not_our_server_error,
 )
 
+pytestmark = pytest.mark.one_process  # schemathesis' cases share node ids: no xdist
 SEED = 20261201
 MAX_EXAMPLES = 5  # per operation, with the schema's own examples
 NEVER_ENDS = ("tailRequests",)  # a live stream: it answers, then lasts until the client hangs up
