@@ -18,6 +18,7 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
+from libs.runtime.background import BackgroundTask
 from libs.runtime.env import nats_replicas
 
 log = structlog.get_logger()
@@ -47,7 +48,7 @@ class KvMirror(Generic[T]):
         self.kv: KeyValue | None = None
         self._decode = decode
         self._on_change = on_change
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("kv-mirror-watch")
 
     async def start(self, js: JetStreamContext) -> None:
         self.kv = await open_bucket(js, self.bucket)
@@ -62,8 +63,7 @@ class KvMirror(Generic[T]):
             log.warning("kv_resync_failed", bucket=self.bucket, error=repr(exc))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        await self._task.stop()
 
     async def wait_for(self, key: str, present: bool = True, timeout_s: float = 5.0) -> bool:
         """Until our own write has come back through the watch (read-your-writes)."""
@@ -84,10 +84,8 @@ class KvMirror(Generic[T]):
         # always the newest of its key and so always replayed.
         last_seq = (await self.kv._js.stream_info(self.kv._stream)).state.last_seq
         watcher = await self.kv.watchall()
-        if self._task is not None:
-            self._task.cancel()
         loaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.get_running_loop().create_task(self._follow(watcher, loaded, last_seq))
+        self._task.start(self._follow(watcher, loaded, last_seq))  # in place of the watch before, if any
         await asyncio.wait_for(asyncio.shield(loaded), timeout=10)
 
     async def _follow(self, watcher: KeyValue.KeyWatcher, loaded: asyncio.Future[None], last_seq: int) -> None:

@@ -13,7 +13,6 @@ with it and another worker takes over at its next interval.
 """
 
 import asyncio
-import contextlib
 import fcntl
 import os
 import time
@@ -27,6 +26,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from prometheus_client.metrics_core import Metric
+
+from libs.runtime.background import BackgroundTask
 
 log = structlog.get_logger()
 _CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -112,7 +113,7 @@ class OtlpMetricsPusher:
         self._resource = {"service.name": env.get("OTEL_SERVICE_NAME") or f"switchboard-{service}",
                           "service.instance.id": f"{os.uname().nodename}-{os.getpid()}"}
         self._started_ns = time.time_ns()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("otlp-metrics-push")
         self._shared_dir = env.get("PROMETHEUS_MULTIPROC_DIR")
         self._lock_fd: int | None = None
 
@@ -132,15 +133,14 @@ class OtlpMetricsPusher:
 
     def start(self) -> None:
         if self.url is not None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task.start(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            if self._my_turn():
-                await self.push()  # what accumulated since the last push
+        if self.url is None:
+            return
+        await self._task.stop()
+        if self._my_turn():
+            await self.push()  # what accumulated since the last push
 
     async def push(self) -> None:
         assert self.url is not None

@@ -20,6 +20,7 @@ from libs.contracts.bus.inference import Failure, Reply, decode_reply
 from libs.contracts.config import load_config
 from libs.contracts.http.chat import AUTO_MODEL
 from libs.contracts.http.models import ModelList
+from libs.runtime.background import BackgroundTask
 
 log = structlog.get_logger()
 _REFRESH_S = 60.0
@@ -44,15 +45,14 @@ class Prices:
         self._auto = _Price(0.0, 0.0, None)
         markup = load_config().metering.markup_percent
         self._markup_ppm = round((_DEFAULT_MARKUP_PERCENT if markup is None else markup) * 10_000)
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("prices-refresh")
         self.loaded = asyncio.Event()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._task.start(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        await self._task.stop()
 
     async def _run(self) -> None:
         while True:

@@ -41,6 +41,7 @@ from nats.aio.subscription import Subscription
 
 from libs.contracts import subjects
 from libs.contracts.bus.ratelimit import RateSync
+from libs.runtime.background import BackgroundTask
 
 log = structlog.get_logger()
 
@@ -92,7 +93,7 @@ class RateLimiter:
         # Deltas of a window that ended before they were reported: (window, key, requests, tokens).
         self._carry: list[tuple[int, str, int, int]] = []
         self._swept_window = 0
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("rate-limit-sync")
         self._sub: Subscription | None = None
         # Sync intervals spent cut off from the fleet (limiting on this replica's view alone):
         # logged at each transition, counted here (for /metrics once it exists).
@@ -102,12 +103,10 @@ class RateLimiter:
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(subjects.RATE_SYNC, cb=self._on_sync)
         await self._nc.flush()  # the server knows the subscription before we count on reports
-        self._task = asyncio.create_task(self._run())
+        self._task.start(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        await self._task.stop()
         try:
             await self._flush()  # hand our last counts to the replicas that stay
             if self._sub is not None:

@@ -33,6 +33,7 @@ from libs.contracts import errors, subjects
 from libs.contracts.bus import ledger as ledger_bus
 from libs.contracts.bus.inference import DispatchMeta
 from libs.contracts.bus.ledger import LeaseGrant, LeaseRequest
+from libs.runtime.background import BackgroundTask
 from services.edge.errors import GatewayError
 
 log = structlog.get_logger()
@@ -147,15 +148,14 @@ class SpendLeases:
         self._wait_s = wait_s
         self._idle_s = idle_s
         self._budgets: dict[Owner, _Budget] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("spend-lease-renewal")
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._task.start(self._run())
 
     async def stop(self) -> None:
         """Hand every lease back, so the budget is usable by the other edges at once."""
-        if self._task is not None:
-            self._task.cancel()
+        await self._task.stop()
         for budget in list(self._budgets.values()):
             if budget.lease.lease_id is not None:
                 await self._release(budget)

@@ -17,6 +17,7 @@ import structlog
 from nats.js.errors import NotFoundError
 
 from libs.contracts.ids import valid_id
+from libs.runtime.background import BackgroundTask
 from libs.runtime.env import env_float
 from libs.runtime.files import FileStore, retention_s
 from services.jobs.kinds import ApiOp, JobsContext
@@ -60,19 +61,14 @@ class Retention:
         self._sweep_s = env_float("SWITCHBOARD_RETENTION_SWEEP_S", DEFAULT_SWEEP_S) if sweep_s is None else sweep_s
         self._retention_s = retention_s() if retention is None else retention
         self._files: FileStore | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("jobs-retention")
 
     async def start(self) -> None:
         self._files = await FileStore.open(self._ctx.js, self._ctx.blobs, self._retention_s)
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._task.start(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._task.stop()
 
     async def _loop(self) -> None:
         while True:

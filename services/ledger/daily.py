@@ -20,6 +20,7 @@ from nats.js.kv import KeyValue
 from libs.contracts.bus import events
 from libs.contracts.bus.usage import ReportQuery
 from libs.contracts.money import cents
+from libs.runtime.background import BackgroundTask
 from libs.runtime.events import EventPublisher
 from services.ledger.stores.base import UsageStore
 
@@ -43,14 +44,13 @@ class DailySummary:
         self._accounts = accounts
         self._events = events_out
         self._interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("daily-summaries")
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._task.start(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        await self._task.stop()
 
     async def _loop(self) -> None:
         while True:

@@ -20,6 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from libs.contracts import subjects
 from libs.contracts.bus.snapshots import Snapshot
 from libs.contracts.bus.usage import UsageEvent, decode_batch
+from libs.runtime.background import BackgroundTask
 from services.ledger.stores.base import UsageStore
 
 log = structlog.get_logger()
@@ -44,22 +45,17 @@ class Ingestor:
         self._on_stored = on_stored
         self._unhooked: list[UsageEvent] = []
         self._hooked_at = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("usage-ingest")
         self.stored = 0
         # When a fetch last found less than a batch waiting and every stored event had been through
         # the hooks (unix s): spend figures then include everything published before it (leases.py).
         self.caught_up_at = 0.0
 
     async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task.start(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._task.stop()
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         return await self._js.pull_subscribe(

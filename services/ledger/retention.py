@@ -13,6 +13,7 @@ import time
 
 import structlog
 
+from libs.runtime.background import BackgroundTask
 from libs.runtime.env import env_float
 from services.ledger.stores.base import UsageStore
 
@@ -36,19 +37,13 @@ class SnapshotRetention:
         self._store = store
         self._retention_ms = int(days * _DAY_MS)
         self._interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("snapshot-retention")
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._task.start(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            task, self._task = self._task, None
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await self._task.stop()
 
     async def run_once(self, now_ms: int) -> None:
         await self._store.prune_snapshots(now_ms - self._retention_ms)

@@ -26,6 +26,7 @@ from libs.contracts.bus.health import (
     decode_snapshot,
     encode,
 )
+from libs.runtime.background import BackgroundTask
 from libs.runtime.kv_mirror import KvMirror
 
 log = structlog.get_logger()
@@ -64,7 +65,7 @@ class HealthBook:
         self._clock = clock
         self._deployments: dict[str, _Deployment] = {}
         self.remote: KvMirror[HealthSnapshot] = KvMirror(subjects.KV_PROVIDER_HEALTH, decode_snapshot)
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("health-publish")
 
     def _get(self, key: str) -> _Deployment:
         entry = self._deployments.get(key)
@@ -134,11 +135,10 @@ class HealthBook:
 
     async def start(self, js: JetStreamContext) -> None:
         await self.remote.start(js)
-        self._task = asyncio.get_running_loop().create_task(self._publish_loop())
+        self._task.start(self._publish_loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        await self._task.stop()
         await self.remote.stop()
 
     async def _publish_loop(self) -> None:
