@@ -35,6 +35,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from libs.runtime.background import BackgroundTask
 from libs.runtime.env import env_float
 from libs.runtime.health import supervisor_status
 from libs.runtime.metrics_dir import MULTIPROC_ENV
@@ -53,6 +54,8 @@ OTHER: Final = "_OTHER"
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # What the gateway adds to a provider call: well under a millisecond to tens of them.
 OVERHEAD_BUCKETS: Final = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+# Request to router pick-up: sub-millisecond when idle, seconds when a burst queues (issue 10).
+PICKUP_BUCKETS: Final = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # The GenAI semantic conventions' advised buckets for gen_ai.client.operation.duration,
 # gen_ai.client.token.usage and the time to the first chunk.
 GENAI_DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96,
@@ -184,19 +187,13 @@ class ConsumerLag:
         self._gauge = metrics.gauge("switchboard_jetstream_consumer_lag",
                                     "Messages of a durable consumer not yet acknowledged: pending delivery "
                                     "plus delivered and awaiting their ack.", ("stream", "consumer"), "livemax")
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("consumer-lag")
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task.start(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._task.stop()
 
     async def poll(self) -> bool:
         """Read every consumer once; False if one could not be read (absent, or NATS away)."""

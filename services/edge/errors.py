@@ -6,6 +6,7 @@ the right status; never aiohttp's text pages, never a traceback.
 
 import itertools
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -20,6 +21,7 @@ from libs.runtime.logs import trace_id_of
 log = structlog.get_logger()
 
 REQUEST_ID = web.RequestKey("request_id", str)
+RECEIVED_NS = web.RequestKey("received_ns", int)  # unix ns when the first middleware saw it
 _MAX_REQUEST_ID = 128
 
 
@@ -114,6 +116,7 @@ def _unreadable_reason(exc: Exception) -> str:
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    request[RECEIVED_NS] = time.time_ns()
     request_id = request_id_of(request)
     request[REQUEST_ID] = request_id
     bad_header = _not_utf8_header(request)

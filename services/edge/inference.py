@@ -14,7 +14,7 @@ from libs.contracts.bus.snapshots import SNAPSHOT_HEADER
 from libs.contracts.http.chat import AUTO_MODEL, ChatCompletionRequest
 from libs.contracts.http.embeddings import EmbeddingsRequest
 from services.edge import job_calls
-from services.edge.errors import REQUEST_ID, GatewayError
+from services.edge.errors import RECEIVED_NS, REQUEST_ID, GatewayError
 from services.edge.relay import ErrorEvent, relay_stream, reply_response, request_reply
 from services.edge.spans import traceparent_for
 from services.edge.spend_leases import Hold
@@ -94,6 +94,7 @@ async def send(request: web.Request, state: EdgeState, sub: SubAccountRecord | N
         count_tokens(state, sub, meta)
 
     headers = state.tracing.producer_headers(subject) if state.tracing.enabled else None
+    message.edge_received_ns = request.get(RECEIVED_NS, 0)
     try:
         if message.stream:
             # A stream that ends without its end marker leaves the hold unsettled: charged in full below.

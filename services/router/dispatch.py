@@ -107,6 +107,8 @@ class Dispatcher:
         except msgspec.DecodeError:
             await self._send(msg.reply, failure(400, errors.INVALID_REQUEST, "undecodable bus message"))
             return
+        if request.edge_received_ns:
+            self._metrics.picked_up(request.edge_received_ns)
         structlog.contextvars.bind_contextvars(request_id=request.request_id,
                                               trace_id=trace_id_of(request.traceparent),
                                               account_id=request.principal.account_id,

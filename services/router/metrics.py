@@ -25,6 +25,7 @@ from libs.runtime.metrics import (
     LATENCY_BUCKETS,
     OTHER,
     OVERHEAD_BUCKETS,
+    PICKUP_BUCKETS,
     Metrics,
 )
 from services.router.catalog import Catalog, Route, RouteError
@@ -85,6 +86,11 @@ class RouterMetrics(Metrics):
         self._cache_misses = self.counter(
             "switchboard_router_cache_misses", "Cacheable requests the cache could not answer.",
             ("gen_ai_operation_name",))
+        # Unlabelled: the burst-admission figure (issue 10), one observation per request.
+        self._pickup = self.histogram(
+            "switchboard_router_pickup_seconds",
+            "From the edge beginning to serve a request to a router starting on it: admission, the bus "
+            "and the router's backlog (edge and router clocks; 0 when they disagree).", (), PICKUP_BUCKETS)
         self._series: dict[tuple[str, str, str, str, int, str, str], _Series] = {}
         self._first: dict[tuple[str, str, str, str], Histogram] = {}
         self.at_scrape(BreakerStates(catalog, health))
@@ -138,6 +144,9 @@ class RouterMetrics(Metrics):
         if child is None:
             child = self._first[key] = self._first_chunk.labels(*key)
         child.observe(time.perf_counter() - received)
+
+    def picked_up(self, edge_received_ns: int) -> None:
+        self._pickup.observe(max(time.time_ns() - edge_received_ns, 0) / 1e9)
 
     def upstream_error(self, route: Route, exc: UpstreamError) -> None:
         self._upstream_errors.labels(route.provider, exc.kind, exc.status or "").inc()

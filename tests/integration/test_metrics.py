@@ -220,6 +220,9 @@ def test_chat_calls_move_the_edge_and_router_counters_by_exactly_the_calls_made(
                  kind="status", http_status="500") == attempts
     assert value(router_after, "switchboard_router_breaker_state", deployment="sim/gpt-sim") == 0
     assert present(router_after, "switchboard_supervisor_restarts_total", process=gateway.routers[0].name)
+    # Every request the router took (the cache hit too) measured from the edge's arrival to its pick-up.
+    assert delta(router_before, router_after, "switchboard_router_pickup_seconds_count") == 4
+    assert 0 < delta(router_before, router_after, "switchboard_router_pickup_seconds_sum") < 4 * 5.0
 
 
 def test_refusals_are_counted_by_reason(gateway: Cluster) -> None:

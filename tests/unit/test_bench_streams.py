@@ -1,10 +1,21 @@
-"""The streaming-at-scale bench's pure parts: response scanning, failure reasons, summaries, the knee."""
+"""The bench's pure parts: response scanning, failure reasons, summaries, the knee, feature costs."""
 
 import json
 
-from tools.bench.soak import memory_summary, per_request_us
+from tools.bench.features_ab import BASELINE, FeatureRun, Mode, costs
+from tools.bench.soak import CpuPerRequest, memory_summary, per_request_us
 from tools.bench.stream_client import BodyScanner, StreamRecord, classify
-from tools.bench.streams import Step, StepSummary, knee, meets_target, percentile, stream_body, summarise
+from tools.bench.streams import (
+    Step,
+    StepSummary,
+    bucket_quantile,
+    knee,
+    meets_target,
+    percentile,
+    pickup_buckets,
+    stream_body,
+    summarise,
+)
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 
@@ -145,3 +156,41 @@ def test_memory_summary_starts_after_the_warm_up() -> None:
 
 def test_per_request_us() -> None:
     assert per_request_us({"edge": 1.5, "router": 0.0}, 5000) == {"edge": 300.0, "router": 0.0}
+
+
+def _cpu(edge: float, router: float) -> CpuPerRequest:
+    per = {"edge": edge, "router": router}
+    return CpuPerRequest(target="t", rate=500, seconds=1, requests=500, errors=0, us_per_request=per,
+                         net_us_per_request=per, total_us=edge + router, net_total_us=edge + router)
+
+
+def test_feature_costs_are_medians_of_differences_within_pairs_with_the_modes_sign() -> None:
+    runs = [FeatureRun(BASELINE, 0, _cpu(600, 700)), FeatureRun("metering off", 0, _cpu(600, 600)),
+            FeatureRun(BASELINE, 0, _cpu(620, 700)), FeatureRun("access log on", 0, _cpu(640, 700)),
+            FeatureRun(BASELINE, 1, _cpu(900, 900)), FeatureRun("metering off", 1, _cpu(880, 860)),  # a slow pair
+            FeatureRun(BASELINE, 2, _cpu(600, 700)), FeatureRun("metering off", 2, _cpu(580, 640)),
+            FeatureRun("access log on", 2, _cpu(999, 999))]  # no baseline just before it: not a pair
+    measured = [Mode("metering off", -1, {}), Mode("access log on", +1, {}), Mode("never run", +1, {})]
+    by_mode = {c.mode: c for c in costs(runs, measured)}
+    assert set(by_mode) == {"metering off", "access log on"}  # a mode with no runs has no cost
+    # Taken away: baseline - mode, per pair (0/100, 20/40, 20/60), median per service.
+    assert by_mode["metering off"].by_service == {"edge": 20.0, "router": 60.0}
+    assert by_mode["metering off"].us_per_request == 80.0
+    assert by_mode["access log on"].by_service == {"edge": 20.0, "router": 0.0}  # added: mode - baseline
+
+
+def test_pickup_quantiles_come_from_the_bucket_deltas_between_two_readings() -> None:
+    text = ('# HELP switchboard_router_pickup_seconds x\n# TYPE switchboard_router_pickup_seconds histogram\n'
+            'switchboard_router_pickup_seconds_bucket{le="0.001"} 10.0\n'
+            'switchboard_router_pickup_seconds_bucket{le="0.01"} 60.0\n'
+            'switchboard_router_pickup_seconds_bucket{le="1.0"} 109.0\n'
+            'switchboard_router_pickup_seconds_bucket{le="+Inf"} 110.0\n'
+            'switchboard_router_pickup_seconds_count 110.0\nswitchboard_router_pickup_seconds_sum 3.0\n')
+    before = {0.001: 10.0, 0.01: 10.0, 1.0: 10.0, float("inf"): 10.0}  # 10 earlier requests, all fast
+    after = pickup_buckets(text)
+    assert after == {0.001: 10.0, 0.01: 60.0, 1.0: 109.0, float("inf"): 110.0}
+    # 100 new: 50 under 10 ms, 49 under 1 s, 1 slower
+    assert bucket_quantile(before, after, 0.50) == 10.0
+    assert bucket_quantile(before, after, 0.99) == 1000.0
+    assert bucket_quantile(before, after, 1.0) == float("inf")
+    assert bucket_quantile(after, after, 0.5) is None  # nothing observed in between

@@ -37,7 +37,8 @@ import msgspec
 from libs.contracts.keys import mint_key
 from libs.contracts.supervision import SUPERVISOR_STATUS_ENV
 from libs.runtime.env import workers
-from tools.bench import nginx_upstream, tracing_ab
+from libs.runtime.metrics_dir import service_env
+from tools.bench import features_ab, nginx_upstream
 from tools.bench.caps import lines as caps_lines
 from tools.bench.caps import measure as measure_caps
 from tools.bench.ingest import measure as measure_ingest
@@ -63,7 +64,7 @@ from tools.cli.processes import ManagedProcess, free_port, ready_process, spawn,
 CHAT = {"messages": [{"role": "user", "content": "Summarise the benefits of a gateway in one line."}],
         "max_tokens": 32}
 TARGETS = ("direct", "floor", "gateway")
-SCALE_PARTS = ("cpu", "tracing", "streams", "idle", "soak")
+SCALE_PARTS = ("cpu", "features", "streams", "idle", "soak")
 
 
 class Stack(NamedTuple):
@@ -129,9 +130,13 @@ def _start(root: Path, upstream_ms: int) -> Stack:
     wait_http_ok(f"http://127.0.0.1:{ledger_health}/readyz", 30, procs[-1].popen)
 
     def start_workers(name: str, module: str, count: int, url: str, extra: dict[str, str]) -> list[ManagedProcess]:
+        # As `switchboard up` runs them: the workers of a service share a fresh metrics folder.
+        # A variable set to "" in `extra` is left out.
+        merged = {**service_env(env, root, name), **extra}
+        worker_env = {k: v for k, v in merged.items() if v != ""}
         started = []
         for worker in range(count):
-            proc = start_module(name if worker == 0 else f"{name}-{worker + 1}", module, {**env, **extra}, logs)
+            proc = start_module(name if worker == 0 else f"{name}-{worker + 1}", module, worker_env, logs)
             deadline = time.monotonic() + 30
             while not ready_process(url, proc):
                 if time.monotonic() > deadline or proc.popen.poll() is not None:
@@ -170,7 +175,9 @@ def _start(root: Path, upstream_ms: int) -> Stack:
         wait_http_ok(f"http://127.0.0.1:{plain_floor_port}/healthz", 30, procs[-1].popen)
     urls = {"direct": sim_url, "floor": f"http://127.0.0.1:{floor_port}/v1",
             "gateway": f"http://127.0.0.1:{edge_port}/v1", "plain_direct": plain_url,
-            "plain_floor": f"http://127.0.0.1:{plain_floor_port}/v1"}
+            "plain_floor": f"http://127.0.0.1:{plain_floor_port}/v1",
+            # the routers share this port, and each answers with the sum over all of them
+            "router_metrics": f"http://127.0.0.1:{health}/metrics"}
     return Stack(procs, urls, admin, restart_router, restart_gateway, "fast/gpt-sim")
 
 
@@ -248,7 +255,7 @@ class Scale(msgspec.Struct, omit_defaults=True):
     streams_at_scale: ScaleReport | None = None
     idle_stream_memory: IdleMemory | None = None
     soak: SoakReport | None = None
-    tracing: list[tracing_ab.TracingRun] | None = None
+    features: features_ab.FeatureReport | None = None
 
 
 def _scale(stack: Stack, seconds: float, slack_ms: float, parts: set[str]) -> Scale:
@@ -266,10 +273,13 @@ def _scale(stack: Stack, seconds: float, slack_ms: float, parts: set[str]) -> Sc
                         slack_ms)]
     direct_url, gateway_url = f"{stack.urls['direct']}/chat/completions", f"{stack.urls['gateway']}/chat/completions"
     model = f"gpt-sim+tps={STREAM_TPS}"
-    if "tracing" in parts:
-        sink, sink_url = tracing_ab.start_sink(Path(tempfile.mkdtemp(prefix="switchboard-otlp-")))
+    if "features" in parts:
+        sink, sink_url = features_ab.start_sink(Path(tempfile.mkdtemp(prefix="switchboard-otlp-")))
         try:
-            out.tracing = tracing_ab.measure(plain, stack.restart_gateway, stack.pids, sink_url, seconds, slack_ms)
+            key = features_ab.sub_account_key(stack.urls["gateway"], stack.admin)
+            keyed = replace(plain, headers={"Authorization": f"Bearer {key}"})
+            out.features = features_ab.measure({"admin": plain, "sub-account": keyed}, stack.restart_gateway,
+                                               stack.pids, sink_url, seconds, slack_ms)
         finally:
             sink.stop()
     if "idle" in parts:  # before the big bursts, which leave every heap at their high-water mark
@@ -282,7 +292,7 @@ def _scale(stack: Stack, seconds: float, slack_ms: float, parts: set[str]) -> Sc
         out.streams_at_scale = measure_scale(
             Load(direct_url, "bench", stream_body(model)), Load(gateway_url, stack.admin, stream_body(f"sim/{model}")),
             stack.pids(), steps, int(env.get("BENCH_STREAM_CLIENTS", "1")),
-            float(env.get("BENCH_STREAM_TIMEOUT_S", "30")))
+            float(env.get("BENCH_STREAM_TIMEOUT_S", "30")), stack.urls["router_metrics"])
     soak_s = float(env.get("BENCH_SOAK_SECONDS", "600"))
     if "soak" in parts and soak_s > 0:
         out.soak = measure_soak({"non-stream": (plain, 400), "stream": (stream, 100)}, stack.pids(), soak_s, slack_ms)
@@ -294,10 +304,9 @@ def _scale_lines(scale: Scale) -> list[str]:
     if scale.cpu_per_request is not None:
         out += ["CPU per request, µs, every worker of a service summed (edge 263 / router 307 before issue 10):",
                 *cpu_lines(scale.cpu_per_request)]
-    if scale.tracing is not None:
-        out += ["tracing off vs on (500 rps fixed, CPU per request net of idle; edges and routers restarted "
-                "between runs; on = every request sampled, exported over OTLP/HTTP to a local sink):",
-                *tracing_ab.lines(scale.tracing)]
+    if scale.features is not None:
+        out += [f"per-request features, one at a time ({scale.features.rate:.0f} rps fixed, CPU per request net of "
+                "idle; edges and routers restarted for each setting):", *features_ab.lines(scale.features)]
     if scale.idle_stream_memory is not None:
         out += ["memory per idle open stream (through the gateway):", *idle_lines(scale.idle_stream_memory)]
     if scale.streams_at_scale is not None:

@@ -16,9 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import msgspec
+from prometheus_client.parser import text_string_to_metric_families
 
 from tools.bench.proc_stats import by_service, cpu_delta, cpu_seconds, rss_kib, service_of
 from tools.bench.stream_client import OK, REASONS, ClientResult, StreamRecord
@@ -28,6 +30,7 @@ STREAM_TPS = 100  # pieces per second: 10 ms apart
 GAP_LIMIT_MS = 1000.0
 TTFC_SLACK_MS = 300.0
 IDLE_PROCESSES = ("edge", "router", "nats-server")
+PICKUP_METRIC = "switchboard_router_pickup_seconds"
 
 
 class StepSummary(msgspec.Struct):
@@ -53,6 +56,10 @@ class Step(msgspec.Struct):
     gateway: StepSummary
     meets_target: bool
     cpu_s: dict[str, dict[str, float]]  # target -> CPU seconds each stack process spent during that run
+    # Edge receiving a request -> a router starting on it, over the gateway run's requests: the
+    # upper bound of the router histogram's bucket holding that rank (None: /metrics unreadable).
+    pickup_p50_ms: float | None = None
+    pickup_p99_ms: float | None = None
 
 
 class ScaleReport(msgspec.Struct):
@@ -162,20 +169,58 @@ def run_streams(load: Load, count: int, clients: int, timeout_s: float) -> tuple
         return _collect(_spawn(load, count, clients, timeout_s, Path(tmp) / "body.json"), timeout_s)
 
 
+def pickup_buckets(metrics_text: str) -> dict[float, float]:
+    """Cumulative bucket counts (upper bound in s -> count) of the router's pick-up histogram."""
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name == PICKUP_METRIC:
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    bound = float(sample.labels["le"])
+                    buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return buckets
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """The upper bound (ms) of the bucket holding rank q of the observations between two readings."""
+    delta = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    total = delta[-1][1] if delta else 0.0
+    if total <= 0:
+        return None
+    for bound, cumulative in delta:
+        if cumulative >= q * total:
+            return bound * 1000
+    return None
+
+
+def _read_pickup(metrics_url: str | None) -> dict[float, float] | None:
+    if metrics_url is None:
+        return None
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=10) as answer:
+            return pickup_buckets(answer.read().decode())
+    except OSError:
+        return None
+
+
 def measure_scale(direct: Load, gateway: Load, pids: dict[str, int], steps: list[int], clients: int,
-                  timeout_s: float) -> ScaleReport:
+                  timeout_s: float, router_metrics_url: str | None = None) -> ScaleReport:
     out: list[Step] = []
     for count in steps:
         summaries = {}
         cpu: dict[str, dict[str, float]] = {}
+        pickup: tuple[float | None, float | None] = (None, None)
         for name, load in (("direct", direct), ("gateway", gateway)):
-            before = cpu_seconds(pids)
+            before, buckets = cpu_seconds(pids), _read_pickup(router_metrics_url) if name == "gateway" else None
             records, client_cpu = run_streams(load, count, clients, timeout_s)
             cpu[name] = cpu_delta(before, cpu_seconds(pids))
             summaries[name] = summarise(records, client_cpu)
+            after = _read_pickup(router_metrics_url) if buckets is not None else None
+            if buckets is not None and after is not None:
+                pickup = bucket_quantile(buckets, after, 0.50), bucket_quantile(buckets, after, 0.99)
             time.sleep(1.0)  # closed connections and lingering router tasks settle before the next run
         out.append(Step(count, summaries["direct"], summaries["gateway"],
-                        meets_target(summaries["gateway"], summaries["direct"]), cpu))
+                        meets_target(summaries["gateway"], summaries["direct"]), cpu, *pickup))
     return ScaleReport(out, knee(out))
 
 
@@ -224,7 +269,8 @@ def lines(report: ScaleReport) -> list[str]:
         cpu = ", ".join(f"{name} {sec:.1f}" for name, sec in step.cpu_s["gateway"].items())
         sim = step.cpu_s["direct"].get("upstream_sim", 0.0)
         out.append(f"  {'':>7} {'':<8}target {'met' if step.meets_target else 'missed'}; CPU s, gateway run: {cpu}"
-                   f" (simulator in the direct run: {sim:.1f})")
+                   f" (simulator in the direct run: {sim:.1f}); request to router pick-up p50 <= "
+                   f"{_ms(step.pickup_p50_ms)} ms, p99 <= {_ms(step.pickup_p99_ms)} ms")
     out.append(f"  knee: {report.knee if report.knee is not None else 'none (the smallest step misses the target)'}")
     return out
 

@@ -67,6 +67,9 @@ class InferenceRequest(msgspec.Struct, array_like=True):
     snapshot: bool = False
     # A line of a batch (jobs service): the router prices it at the batch discount.
     batch: bool = False
+    # When the edge began serving the HTTP request (unix ns; 0: not from an edge): the router
+    # measures from it to its own pick-up, which is admission, the bus and its own backlog.
+    edge_received_ns: int = 0
 
 
 class Usage(msgspec.Struct, array_like=True):
