@@ -38,6 +38,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from libs.runtime.background import BackgroundTask
 from libs.runtime.env import env_float
 from libs.runtime.health import supervisor_status
+from libs.runtime.metrics_buffer import CounterFamily, Flusher, HistogramFamily
 from libs.runtime.metrics_dir import MULTIPROC_ENV
 
 if TYPE_CHECKING:
@@ -95,13 +96,15 @@ class Metrics:
         self._at_scrape: list[Collector] = [SupervisorRestarts(service)]
         self._lag: ConsumerLag | None = None
         self._otlp: OtlpMetricsPusher | None = None
+        self._flusher = Flusher()  # counters and histograms count in memory between flushes
 
-    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
-        return Counter(name, documentation, labels, registry=self.registry)
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> CounterFamily:
+        return CounterFamily(Counter(name, documentation, labels, registry=self.registry), self._flusher)
 
     def histogram(self, name: str, documentation: str, labels: Sequence[str], buckets: Sequence[float]
-                  ) -> Histogram:
-        return Histogram(name, documentation, labels, registry=self.registry, buckets=buckets)
+                  ) -> HistogramFamily:
+        return HistogramFamily(Histogram(name, documentation, labels, registry=self.registry, buckets=buckets),
+                               self._flusher)
 
     def gauge(self, name: str, documentation: str, labels: Sequence[str], mode: GaugeMode) -> Gauge:
         return Gauge(name, documentation, labels, registry=self.registry, multiprocess_mode=mode)
@@ -110,7 +113,12 @@ class Metrics:
         """Values this process computes when /metrics is read."""
         self._at_scrape.append(collector)
 
+    def flush(self) -> None:
+        """Hand what the counters and histograms counted since the last flush to prometheus_client."""
+        self._flusher.flush()
+
     def collect(self) -> Iterator[Metric]:
+        self.flush()  # every reader (a scrape, an OTLP push) sees this process's values exact
         if self._dir is not None:
             # Read afresh from every worker's files at each scrape; this process's own values are among them.
             yield from MultiProcessCollector(None, self._dir).collect()
@@ -148,6 +156,7 @@ class Metrics:
         if self._otlp is not None:
             await self._otlp.stop()
             self._otlp = None
+        self.flush()  # into the multiprocess files, where the other workers' scrapes read it
 
 
 class SupervisorRestarts:

@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
-from prometheus_client.metrics import Counter, Histogram
 
 from libs.contracts.keys import SCOPE_ADMIN
 from libs.runtime.env import env_str
 from libs.runtime.metrics import CONTENT_TYPE, LATENCY_BUCKETS, OTHER, Metrics
+from libs.runtime.metrics_buffer import CounterTally, HistogramTally
 from services.edge.errors import GatewayError
 from services.edge.state import EDGE
 
@@ -60,7 +60,7 @@ class EdgeMetrics(Metrics):
         self._open_streams = self.gauge("switchboard_edge_open_streams",
                                         "Server-sent event streams open now (inference, tail, MCP).", ("route",),
                                         "livesum")
-        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._children: dict[tuple[str, str, int], tuple[CounterTally, HistogramTally]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)

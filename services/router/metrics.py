@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from prometheus_client.metrics import Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from libs.contracts.bus.cache import CACHE_STATUS_MISS
@@ -28,6 +27,7 @@ from libs.runtime.metrics import (
     PICKUP_BUCKETS,
     Metrics,
 )
+from libs.runtime.metrics_buffer import CounterTally, HistogramTally
 from services.router.catalog import Catalog, Route, RouteError
 from services.router.health import HealthBook
 from services.router.providers.base import UpstreamError
@@ -40,13 +40,13 @@ _GENAI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model
 class _Series(NamedTuple):
     """The children one label combination writes to, looked up once per combination."""
 
-    requests: Counter
-    total: Histogram
-    added: Histogram
-    duration: Histogram
-    input_tokens: Histogram
-    output_tokens: Histogram
-    cost: Counter
+    requests: CounterTally
+    total: HistogramTally
+    added: HistogramTally
+    duration: HistogramTally
+    input_tokens: HistogramTally
+    output_tokens: HistogramTally
+    cost: CounterTally
 
 
 class RouterMetrics(Metrics):
@@ -92,7 +92,7 @@ class RouterMetrics(Metrics):
             "From the edge beginning to serve a request to a router starting on it: admission, the bus "
             "and the router's backlog (edge and router clocks; 0 when they disagree).", (), PICKUP_BUCKETS)
         self._series: dict[tuple[str, str, str, str, int, str, str], _Series] = {}
-        self._first: dict[tuple[str, str, str, str], Histogram] = {}
+        self._first: dict[tuple[str, str, str, str], HistogramTally] = {}
         self.at_scrape(BreakerStates(catalog, health))
 
     def model(self, slug: str) -> str:

@@ -173,6 +173,7 @@ class RouterService:
             await asyncio.wait(self._tasks, timeout=grace_s)
         if self._usage is not None:
             await self._usage.stop()
+        await self.metrics.stop()
         await self.health.stop()
         await self.cache.stop()
         await self.aliases.mirror.stop()

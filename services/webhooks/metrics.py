@@ -2,11 +2,11 @@
 of its two consumers (fan-out on EVENTS, deliveries on WEBHOOKS)."""
 
 from nats.js import JetStreamContext
-from prometheus_client.metrics import Counter
 
 from libs.contracts import subjects
 from libs.contracts.bus.events import EVENT_TYPES
 from libs.runtime.metrics import OTHER, Metrics
+from libs.runtime.metrics_buffer import CounterTally
 
 # A delivery record's status after an attempt -> the outcome counted.
 _OUTCOMES = {"delivered": "delivered", "pending": "retried", "failed": "failed"}
@@ -20,7 +20,7 @@ class WebhooksMetrics(Metrics):
             "switchboard_webhook_deliveries",
             "Delivery attempts by outcome: delivered (2xx), retried (to be attempted again), failed (given up).",
             ("event_type", "outcome"))
-        self._children: dict[tuple[str, str], Counter] = {}
+        self._children: dict[tuple[str, str], CounterTally] = {}
 
     def start(self, js: JetStreamContext) -> None:
         self.watch_consumers(js, ((subjects.STREAM_EVENTS, subjects.WEBHOOKS_FANOUT_CONSUMER),

@@ -331,6 +331,11 @@ def test_switchboard_up_sums_each_services_workers() -> None:
         def scrape_edge() -> Samples:
             return parse(httpx.get(f"{origin}/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=10).text)
 
+        # A worker hands its counts to the shared files within a second (libs/runtime/metrics_buffer.py),
+        # and the one answering a scrape before it reads them: then every scrape counts all ten.
+        eventually(lambda: value(scrape_edge(), "switchboard_edge_requests_total", route=CHAT, status="200") == 10
+                   and value(parse(httpx.get(router, timeout=10).text), "switchboard_router_requests_total",
+                             status="200") == 10, 5, 0.2)
         for _ in range(6):
             assert value(scrape_edge(), "switchboard_edge_requests_total", route=CHAT, status="200") == 10
             assert value(parse(httpx.get(router, timeout=10).text), "switchboard_router_requests_total",
