@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,7 +66,12 @@ def workers(tmp_path: Path) -> Iterator[tuple[int, list[subprocess.Popen[str]], 
 def test_one_scrape_shows_the_sum_over_the_workers(workers: tuple[int, list[subprocess.Popen[str]],
                                                                    dict[str, str]]) -> None:
     port, procs, env = workers
-    # A new connection each time: the kernel spreads them over both workers, and each answers the same sum.
+    # Each worker's counts reach the shared files within a second (metrics_buffer.py's timer)...
+    deadline = time.monotonic() + 5
+    while _values(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)["t_calls_total"] != 7:
+        assert time.monotonic() < deadline, "a worker's counts never reached the shared files"
+        time.sleep(0.1)
+    # ...then a new connection each time: the kernel spreads them over both workers, each answers the same sum.
     for _ in range(6):
         values = _values(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
         assert values["t_calls_total"] == 7 and values["t_open"] == 7
