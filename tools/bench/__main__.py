@@ -93,7 +93,7 @@ class Stack(NamedTuple):
 
 def _start(root: Path, upstream_ms: int) -> Stack:
     """NATS, the simulator (and nginx), the ledger, SWITCHBOARD_ROUTER_WORKERS routers and
-    SWITCHBOARD_EDGE_WORKERS edges (default: one of each per CPU, as `switchboard up` runs them),
+    SWITCHBOARD_EDGE_WORKERS edges (default: as many as `switchboard up` runs, libs/runtime/env.py),
     and the floor (one process of each)."""
     logs = root / "logs"
     nats_port, sim_port, edge_port, floor_port, health, ledger_health = (free_port() for _ in range(6))

@@ -1,0 +1,22 @@
+"""libs/runtime/env.py's workers(): how many edge and router processes `switchboard up` runs."""
+
+import os
+
+import pytest
+
+from libs.runtime.env import workers
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [(1, 1), (2, 1), (3, 1), (4, 2), (8, 4), (64, 32)])
+def test_by_default_the_edges_and_routers_together_fill_the_cpus(monkeypatch: pytest.MonkeyPatch, cpus: int,
+                                                                  expected: int) -> None:
+    monkeypatch.delenv("SWITCHBOARD_EDGE_WORKERS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(cpus)))
+    assert workers("edge") == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [("3", 3), ("1", 1), ("0", 1), ("-2", 1)])
+def test_the_setting_wins_and_is_never_below_one(monkeypatch: pytest.MonkeyPatch, value: str, expected: int) -> None:
+    monkeypatch.setenv("SWITCHBOARD_ROUTER_WORKERS", value)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(8)))
+    assert workers("router") == expected
