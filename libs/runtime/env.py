@@ -53,15 +53,12 @@ def nats_replicas() -> int:
 
 
 def workers(service: str) -> int:
-    """SWITCHBOARD_<SERVICE>_WORKERS: processes of a scaled-out service on one machine. By default
-    the router gets one per CPU this process may run on and the edge half as many (at least one).
+    """SWITCHBOARD_<SERVICE>_WORKERS: processes of a scaled-out service on one machine; default one
+    per CPU this process may run on (a Python process uses one core at a time).
 
-    Why not one of each per CPU: on two cores, where NATS and the ledger share them too, two edges
-    and two routers served 1,400-1,600 non-stream requests/s at 32 connections where one of each
-    served 2,260-2,340, at 2.1-2.5 ms of CPU per request (500 rps) against 1.4-1.6. Why two
-    routers all the same: every stream's chunks pass through a router, and one router process
-    was the bottleneck at 1,000 concurrent streams (time to first chunk p99 2.0 s, against
-    1.5-1.6 s with two). One edge and two routers: 2,020 requests/s, 1.5 s (issue 10's note)."""
-    cpus = len(os.sched_getaffinity(0))
-    default = cpus if service == "router" else cpus // 2
-    return max(1, env_int(f"SWITCHBOARD_{service.upper()}_WORKERS", default))
+    A trade-off, measured on two cores shared with NATS and the ledger (issue 10's note): one edge
+    and one router serve about 40 % more non-stream requests/s at 32 connections at about 30 % less
+    CPU per request, but a single router or edge process is the bottleneck of 1,000-2,000
+    concurrent streams (gaps over 1 s between chunks appear). The default keeps streams at scale
+    whole; set 1 and 1 on a small machine that serves mostly non-stream calls."""
+    return max(1, env_int(f"SWITCHBOARD_{service.upper()}_WORKERS", len(os.sched_getaffinity(0))))

@@ -18,7 +18,7 @@ Issue 10's scenarios (after the rows above, on the same stack; tools/bench/strea
   processes (default 1), BENCH_STREAM_TIMEOUT_S per stream (default 30).
 - Soak: BENCH_SOAK_SECONDS (default 600; 0 skips it) at 400 rps non-stream + 100 rps stream,
   RSS of every service every 10 s.
-BENCH_ONLY=cpu,streams,idle,soak (any of them; "scale" = all four) starts the stack, runs just those
+BENCH_ONLY=cpu,features,streams,idle,soak (any of them; "scale" = all five) starts the stack, runs just those
 and writes their report, e.g. `BENCH_ONLY=streams BENCH_STREAM_STEPS=100,500,1000 python -m tools.bench`.
 """
 

@@ -25,7 +25,7 @@ from tools.cli.processes import (
 from tools.cli.supervisor import Supervisor
 
 # (name, module, health URL env var, default health port, readiness path, scaled).
-# A scaled service runs SWITCHBOARD_<NAME>_WORKERS processes (defaults in libs/runtime/env.py) sharing
+# A scaled service runs SWITCHBOARD_<NAME>_WORKERS processes (default: one per CPU) sharing
 # its port: the edge and the router are where requests spend their CPU. The ledger is the one
 # writer of its store; jobs and webhooks wait on the network, not the CPU.
 SERVICES: tuple[tuple[str, str, str, int, str, bool], ...] = (
