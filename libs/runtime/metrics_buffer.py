@@ -18,10 +18,13 @@ a child and falls back to calling `observe` if a release ever changes them.
 
 import asyncio
 from bisect import bisect_left
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import Counter, Histogram
 
 FLUSH_S = 1.0
+T = TypeVar("T", "CounterTally", "HistogramTally")
 
 
 class Flusher:
@@ -30,10 +33,10 @@ class Flusher:
     __slots__ = ("_dirty", "_scheduled")
 
     def __init__(self) -> None:
-        self._dirty: list[CounterTally | HistogramTally] = []
+        self._dirty: list[_Tally] = []
         self._scheduled = False
 
-    def moved(self, series: "CounterTally | HistogramTally") -> None:
+    def moved(self, series: "_Tally") -> None:
         self._dirty.append(series)
         if not self._scheduled:
             try:
@@ -51,22 +54,36 @@ class Flusher:
             series.flush()
 
 
-class CounterTally:
-    __slots__ = ("_child", "_flusher", "_moved", "_pending")
+class _Tally:
+    __slots__ = ("_flusher", "_moved")
+
+    def __init__(self, flusher: Flusher) -> None:
+        self._flusher = flusher
+        self._moved = False
+
+    def _mark(self) -> None:
+        """Called after counting: with no event loop, moved() flushes at once."""
+        if not self._moved:
+            self._moved = True
+            self._flusher.moved(self)
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+
+class CounterTally(_Tally):
+    __slots__ = ("_child", "_pending")
 
     def __init__(self, child: Counter, flusher: Flusher) -> None:
+        super().__init__(flusher)
         self._child = child
-        self._flusher = flusher
         self._pending = 0.0
-        self._moved = False
 
     def inc(self, amount: float = 1) -> None:
         if amount < 0:
             raise ValueError("Counters can only be incremented by non-negative amounts.")
         self._pending += amount
-        if not self._moved:  # after counting: with no event loop, moved() flushes at once
-            self._moved = True
-            self._flusher.moved(self)
+        self._mark()
 
     def flush(self) -> None:
         self._moved = False
@@ -75,12 +92,12 @@ class CounterTally:
             self._child.inc(pending)
 
 
-class HistogramTally:
-    __slots__ = ("_bounds", "_child", "_counts", "_direct", "_flusher", "_moved", "_pending_values", "_sum")
+class HistogramTally(_Tally):
+    __slots__ = ("_bounds", "_child", "_counts", "_direct", "_pending_values", "_sum")
 
     def __init__(self, child: Histogram, flusher: Flusher) -> None:
+        super().__init__(flusher)
         self._child = child
-        self._flusher = flusher
         bounds = getattr(child, "_upper_bounds", None)
         buckets = getattr(child, "_buckets", None)
         # The internals this flush writes; without them (another release), observe() per value.
@@ -89,7 +106,6 @@ class HistogramTally:
         self._bounds: list[float] = list(bounds) if not self._direct else []  # type: ignore[arg-type]
         self._counts = [0] * len(self._bounds)
         self._sum = 0.0
-        self._moved = False
         self._pending_values: list[float] = []
 
     def observe(self, amount: float) -> None:
@@ -99,9 +115,7 @@ class HistogramTally:
             # prometheus_client's rule: the first bucket whose bound is >= amount (the last is +Inf).
             self._counts[bisect_left(self._bounds, amount)] += 1
             self._sum += amount
-        if not self._moved:  # after counting: with no event loop, moved() flushes at once
-            self._moved = True
-            self._flusher.moved(self)
+        self._mark()
 
     def flush(self) -> None:
         self._moved = False
@@ -120,44 +134,41 @@ class HistogramTally:
         self._sum = 0.0
 
 
-class CounterFamily:
-    """A prometheus_client Counter whose children count through a CounterTally."""
+class _Family(Generic[T]):
+    """A prometheus_client metric whose children count through tallies, made once per label set."""
 
-    __slots__ = ("_children", "_flusher", "metric")
+    __slots__ = ("_children", "_flusher", "_tally", "metric")
 
-    def __init__(self, metric: Counter, flusher: Flusher) -> None:
+    def __init__(self, metric: Any, flusher: Flusher, tally: Callable[[Any, Flusher], T]) -> None:
         self.metric = metric
         self._flusher = flusher
-        self._children: dict[tuple[str, ...], CounterTally] = {}
+        self._tally = tally
+        self._children: dict[tuple[str, ...], T] = {}
 
-    def labels(self, *values: object) -> CounterTally:
+    def labels(self, *values: object) -> T:
         key = tuple(str(v) for v in values)
         child = self._children.get(key)
         if child is None:
             source = self.metric.labels(*key) if key else self.metric
-            child = self._children[key] = CounterTally(source, self._flusher)
+            child = self._children[key] = self._tally(source, self._flusher)
         return child
+
+
+class CounterFamily(_Family[CounterTally]):
+    __slots__ = ()
+
+    def __init__(self, metric: Counter, flusher: Flusher) -> None:
+        super().__init__(metric, flusher, CounterTally)
 
     def inc(self, amount: float = 1) -> None:
         self.labels().inc(amount)
 
 
-class HistogramFamily:
-    __slots__ = ("_children", "_flusher", "metric")
+class HistogramFamily(_Family[HistogramTally]):
+    __slots__ = ()
 
     def __init__(self, metric: Histogram, flusher: Flusher) -> None:
-        self.metric = metric
-        self._flusher = flusher
-        self._children: dict[tuple[str, ...], HistogramTally] = {}
-
-    def labels(self, *values: object) -> HistogramTally:
-        key = tuple(str(v) for v in values)
-        child = self._children.get(key)
-        if child is None:
-            source = self.metric.labels(*key) if key else self.metric
-            child = self._children[key] = HistogramTally(source, self._flusher)
-        return child
+        super().__init__(metric, flusher, HistogramTally)
 
     def observe(self, amount: float) -> None:
         self.labels().observe(amount)
-
