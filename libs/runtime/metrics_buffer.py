@@ -12,8 +12,8 @@ another worker's, in multiprocess mode, are at most `FLUSH_S` old. A process tha
 what it counted since its last flush, as it would lose its in-memory values anyway.
 
 The histogram flush writes the buckets prometheus_client keeps per child (`_buckets`, `_sum`,
-`_upper_bounds`, as in its own `observe`); `HistogramFamily` checks those exist when it makes
-a child and falls back to calling `observe` if a release ever changes them.
+`_upper_bounds`, as in its own `observe`); `HistogramTally` checks those exist when it is made
+and falls back to calling `observe` if a release ever changes them.
 """
 
 import asyncio
@@ -30,25 +30,26 @@ T = TypeVar("T", "CounterTally", "HistogramTally")
 class Flusher:
     """The series of one process that moved since the last flush, and the timer that flushes them."""
 
-    __slots__ = ("_dirty", "_scheduled")
+    __slots__ = ("_dirty", "_timer")
 
     def __init__(self) -> None:
         self._dirty: list[_Tally] = []
-        self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def moved(self, series: "_Tally") -> None:
         self._dirty.append(series)
-        if not self._scheduled:
+        if self._timer is None:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # no event loop (a script, a unit test): nothing would flush later
                 self.flush()
                 return
-            self._scheduled = True
-            loop.call_later(FLUSH_S, self.flush)
+            self._timer = loop.call_later(FLUSH_S, self.flush)
 
     def flush(self) -> None:
-        self._scheduled = False
+        if self._timer is not None:  # a reader flushed first: the next move starts a new second
+            self._timer.cancel()
+            self._timer = None
         dirty, self._dirty = self._dirty, []
         for series in dirty:
             series.flush()
@@ -146,7 +147,7 @@ class _Family(Generic[T]):
         self._children: dict[tuple[str, ...], T] = {}
 
     def labels(self, *values: object) -> T:
-        key = tuple(str(v) for v in values)
+        key = tuple(map(str, values))
         child = self._children.get(key)
         if child is None:
             source = self.metric.labels(*key) if key else self.metric

@@ -86,11 +86,11 @@ class RouterMetrics(Metrics):
         self._cache_misses = self.counter(
             "switchboard_router_cache_misses", "Cacheable requests the cache could not answer.",
             ("gen_ai_operation_name",))
-        # Unlabelled: the burst-admission figure (issue 10), one observation per request.
+        # Unlabelled, its one series looked up once: the burst-admission figure (issue 10).
         self._pickup = self.histogram(
             "switchboard_router_pickup_seconds",
             "From the edge beginning to serve a request to a router starting on it: admission, the bus "
-            "and the router's backlog (edge and router clocks; 0 when they disagree).", (), PICKUP_BUCKETS)
+            "and the router's backlog (edge and router clocks; 0 when they disagree).", (), PICKUP_BUCKETS).labels()
         self._series: dict[tuple[str, str, str, str, int, str, str], _Series] = {}
         self._first: dict[tuple[str, str, str, str], HistogramTally] = {}
         self.at_scrape(BreakerStates(catalog, health))

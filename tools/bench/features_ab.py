@@ -60,8 +60,8 @@ class FeatureRun(msgspec.Struct):
 class FeatureCost(msgspec.Struct):
     mode: str
     sign: int  # +1: the mode adds the feature; -1: the mode takes it away
-    us_per_request: float  # CPU the feature costs per request, all services (median rounds vs baseline)
-    by_service: dict[str, float]
+    us_per_request: float  # CPU the feature costs per request: the sum of by_service
+    by_service: dict[str, float]  # per service, the median over rounds of the in-pair difference
 
 
 class FeatureReport(msgspec.Struct):
