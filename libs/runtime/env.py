@@ -52,6 +52,13 @@ def nats_replicas() -> int:
     return replicas
 
 
+def router_in_edge() -> bool:
+    """SWITCHBOARD_ROUTER_IN_EDGE=1: every edge process hosts a router and hands it its own
+    requests without NATS (services/edge/local_router.py); `switchboard up` then starts no router
+    processes. For one machine; a cluster scales edges and routers apart."""
+    return env_str("SWITCHBOARD_ROUTER_IN_EDGE", "0") in ("1", "true", "yes", "on")
+
+
 def workers(service: str) -> int:
     """SWITCHBOARD_<SERVICE>_WORKERS: processes of a scaled-out service on one machine; default one
     per CPU this process may run on (a Python process uses one core at a time).

@@ -8,6 +8,7 @@ import structlog
 from aiohttp import web
 
 from libs.contracts import subjects
+from libs.contracts.config import load_config
 from libs.runtime.blobs import BlobStore
 from libs.runtime.health import readiness_response
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
@@ -33,6 +34,7 @@ from services.edge import (
 from services.edge.auth import KeyStore
 from services.edge.errors import MAX_BODY, REQUEST_IDS, RequestIds, error_middleware
 from services.edge.idempotency import IDEMPOTENCY, Idempotency
+from services.edge.local_router import LocalRouter
 from services.edge.openapi import handlers as api_description
 from services.edge.prices import Prices
 from services.edge.ratelimit import RateLimiter
@@ -55,7 +57,8 @@ async def healthz(_: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     state = request.app[EDGE]
-    return readiness_response(state.nc.is_connected and state.keys.synced)
+    return readiness_response(state.nc.is_connected and state.keys.synced
+                              and (state.router is None or state.router.ready))
 
 
 @web.middleware
@@ -86,6 +89,9 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     await blobs.start()
     idempotency = Idempotency()
     await idempotency.start(nc.jetstream())
+    router = LocalRouter(load_config()) if settings.router_in_edge else None
+    if router is not None:  # before the prices: they come from the router
+        await router.start()
     prices = Prices(nc)
     await prices.start()
     try:  # the router answers in milliseconds when it is up; an edge started first estimates unknown models at 0
@@ -105,7 +111,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=middlewares)
     streams = StreamInboxes(nc)
     await streams.start()
-    app[EDGE] = EdgeState(settings, nc, keys, tenancy, limiter, blobs, idempotency, spend, streams, tracing)
+    app[EDGE] = EdgeState(settings, nc, keys, tenancy, limiter, blobs, idempotency, spend, streams, tracing, router)
     app[IDEMPOTENCY] = idempotency
     app[MAX_BODY] = max_body
     app[REQUEST_IDS] = RequestIds()
@@ -140,6 +146,8 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     app.router.add_get("/readyz", readyz)
 
     async def shutdown(app: web.Application) -> None:
+        if router is not None:
+            await router.stop()
         if leases is not None:
             await leases.stop()  # before NATS goes: the other edges get the unspent slices at once
         await prices.stop()

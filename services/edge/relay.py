@@ -1,6 +1,8 @@
 """Edge <-> router over NATS: one request/reply for whole answers, a reply
 inbox relayed as SSE for streams. Router failures become GatewayErrors before
-the first byte, and an SSE error event after it (never a silent end)."""
+the first byte, and an SSE error event after it (never a silent end). With a
+router in the edge's own process (local_router.py) the same replies arrive
+without the bus."""
 
 import time
 import urllib.parse
@@ -10,7 +12,6 @@ import msgspec
 import nats.errors
 from aiohttp import web
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 
 from libs.contracts import errors, subjects
 from libs.contracts.bus.inference import (
@@ -26,6 +27,7 @@ from libs.contracts.bus.inference import (
 from libs.contracts.errors import ErrorBody, error_json
 from libs.contracts.money import cents_header
 from services.edge.errors import GatewayError
+from services.edge.local_router import LocalRouter
 from services.edge.stream_inbox import StreamInbox, StreamInboxes
 
 _NO_RESPONDERS = "503"
@@ -75,13 +77,20 @@ def _failure_error(failure: Failure, request_id: str) -> GatewayError:
                         retry_after=failure.retry_after, headers=meta_headers(failure.meta, request_id))
 
 
-def _decode(msg: Msg) -> BusReply:
-    if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
-        raise _unavailable("No router is serving requests")
+def _decode(data: bytes) -> BusReply:
     try:
-        return decode_reply(msg.data)
+        return decode_reply(data)
     except msgspec.DecodeError as exc:
         raise GatewayError(502, errors.PROVIDER_ERROR, "The router sent an unreadable answer.") from exc
+
+
+def _as_reply(data: bytes) -> Reply:
+    reply = _decode(data)
+    if isinstance(reply, Failure):
+        raise _failure_error(reply, "")
+    if not isinstance(reply, Reply):
+        raise GatewayError(502, errors.PROVIDER_ERROR, "The router answered out of protocol.")
+    return reply
 
 
 async def request_reply(nc: Client, subject: str, payload: bytes, timeout_s: float,
@@ -103,12 +112,18 @@ async def request_reply(nc: Client, subject: str, payload: bytes, timeout_s: flo
         # nats-py on uvloop, in the moment its server dies (a cluster node, say): the socket is
         # closed before the client notices, and a publish writing to it raises this.
         raise _unavailable("The gateway lost its message bus") from exc
-    reply = _decode(msg)
-    if isinstance(reply, Failure):
-        raise _failure_error(reply, "")
-    if not isinstance(reply, Reply):
-        raise GatewayError(502, errors.PROVIDER_ERROR, "The router answered out of protocol.")
-    return reply
+    if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
+        raise _unavailable(unavailable)
+    return _as_reply(msg.data)
+
+
+async def local_request_reply(router: LocalRouter, subject: str, payload: bytes, timeout_s: float,
+                              headers: dict[str, str] | None = None) -> Reply:
+    """request_reply to the router in this process."""
+    try:
+        return _as_reply(await router.request(subject, payload, timeout_s, headers))
+    except TimeoutError as exc:
+        raise _timeout(timeout_s) from exc
 
 
 def reply_response(reply: Reply, request_id: str) -> web.Response:
@@ -125,13 +140,18 @@ async def relay_stream(request: web.Request, inboxes: StreamInboxes, subject: st
                        request_id: str, timeout_s: float, idle_timeout_s: float,
                        on_end: Callable[[DispatchMeta], None] | None = None,
                        error_event: ErrorEvent | None = None,
-                       headers: dict[str, str] | None = None) -> web.StreamResponse:
+                       headers: dict[str, str] | None = None,
+                       local: LocalRouter | None = None) -> web.StreamResponse:
+    """Relay one stream; `local`, when the edge hosts a router, dispatches it there."""
     nc = inboxes.nc
-    if not nc.is_connected:
+    if local is None and not nc.is_connected:
         raise _unavailable("The gateway is reconnecting to its message bus")
     inbox = inboxes.open()
     try:
-        await nc.publish(subject, payload, reply=inbox.subject, headers=headers)
+        if local is not None:
+            local.send(subject, payload, inbox.subject, inbox.put, headers)
+        else:
+            await nc.publish(subject, payload, reply=inbox.subject, headers=headers)
         arrived = await inbox.take(timeout_s)
         if not arrived:
             raise _timeout(timeout_s)
@@ -148,13 +168,16 @@ async def relay_stream(request: web.Request, inboxes: StreamInboxes, subject: st
                 on_end(meta)
         except ConnectionError:
             # The client went away: tell the router to stop generating (and paying for) the rest.
-            await nc.publish(subjects.STREAM_CANCEL, inbox.subject.encode())
+            if local is not None:
+                local.cancel(inbox.subject)
+            else:
+                await nc.publish(subjects.STREAM_CANCEL, inbox.subject.encode())
         return response
     finally:
         inboxes.close(inbox)
 
 
-async def _pump(response: web.StreamResponse, inbox: StreamInbox, arrived: list[Msg], idle_timeout_s: float,
+async def _pump(response: web.StreamResponse, inbox: StreamInbox, arrived: list[bytes], idle_timeout_s: float,
                 error_event: ErrorEvent) -> DispatchMeta | None:
     """Write chunks as they arrive, those that arrived together in one write; end with the router's
     end marker (its meta returned) or an error event."""

@@ -4,7 +4,8 @@ A subscription per stream cost a SUB and an UNSUB on the server and, per chunk, 
 `next_msg` (an `asyncio.wait_for`, so a task and a timer for every chunk). Here every stream's
 chunks land through one subscription into the stream's own buffer, and the relay takes
 whatever has arrived in one go: chunks that came together are written to the client together,
-and the first one is written the moment it arrives.
+and the first one is written the moment it arrives. An inbox holds the replies' encoded bytes,
+so a router in the edge's own process (local_router.py) can fill it directly.
 """
 
 import asyncio
@@ -15,6 +16,14 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from libs.contracts import errors
+from libs.contracts.bus.inference import Failure, encode
+from libs.contracts.errors import ErrorBody
+
+_NO_RESPONDERS = "503"
+# What the server's "no responders" status for a stream's request becomes in the inbox.
+NO_ROUTER = encode(Failure(ErrorBody("No router is serving requests; retry shortly.", errors.UNAVAILABLE, 503)))
+
 
 class StreamInbox:
     """One stream's replies, in arrival order."""
@@ -23,14 +32,14 @@ class StreamInbox:
 
     def __init__(self, subject: str) -> None:
         self.subject = subject
-        self._messages: deque[Msg] = deque()
+        self._messages: deque[bytes] = deque()
         self._arrived = asyncio.Event()
 
-    def put(self, msg: Msg) -> None:
-        self._messages.append(msg)
+    def put(self, data: bytes) -> None:
+        self._messages.append(data)
         self._arrived.set()
 
-    async def take(self, timeout_s: float) -> list[Msg]:
+    async def take(self, timeout_s: float) -> list[bytes]:
         """Everything that has arrived, waiting up to `timeout_s` for the first; [] on timeout."""
         if not self._messages:
             try:
@@ -71,4 +80,4 @@ class StreamInboxes:
     async def _deliver(self, msg: Msg) -> None:
         inbox = self._open.get(msg.subject)
         if inbox is not None:  # else: a late chunk of a stream already given up on
-            inbox.put(msg)
+            inbox.put(NO_ROUTER if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS else msg.data)

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import msgspec
 import structlog
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from libs.contracts import errors
@@ -51,6 +50,7 @@ from services.router.health import HealthBook
 from services.router.metrics import RouterMetrics
 from services.router.pricing import Pricing
 from services.router.providers.base import ProviderAdapter, UpstreamError, UpstreamResult, UpstreamStream
+from services.router.replies import LocalMessage, Replies
 from services.router.response_meta import build_meta, stream_tail, with_meta
 from services.router.routing import RetryPolicy, candidates, retryable
 from services.router.snapshots import StreamCapture, snapshot_of, wanted
@@ -73,11 +73,11 @@ class _Exhausted(Exception):
 
 
 class Dispatcher:
-    def __init__(self, nc: Client, catalog: Catalog, providers: dict[str, ProviderAdapter], pricing: Pricing,
+    def __init__(self, replies: Replies, catalog: Catalog, providers: dict[str, ProviderAdapter], pricing: Pricing,
                  usage: UsagePublisher | None, health: HealthBook, policy: RetryPolicy,
                  cache: ResponseCache, aliases: EvalAliases, audio: AudioFetcher, spans: RouterSpans,
                  metrics: RouterMetrics) -> None:
-        self._nc = nc
+        self._replies = replies
         self._spans = spans
         self._metrics = metrics
         self._catalog = catalog
@@ -98,7 +98,7 @@ class Dispatcher:
         if task is not None:
             task.cancel()
 
-    async def handle(self, msg: Msg) -> None:
+    async def handle(self, msg: Msg | LocalMessage) -> None:
         if not msg.reply:
             return  # nobody to answer; the edge always sets a reply subject
         received = time.perf_counter()
@@ -275,7 +275,7 @@ class Dispatcher:
                     capture.feed(events)
                 if converter is not None:
                     events = converter.feed(events)
-                await self._nc.publish(reply_to, encode(StreamChunk(events)))
+                await self._replies.publish(reply_to, encode(StreamChunk(events)))
                 if first_chunk:
                     first_chunk = False
                     self._metrics.first_chunk(request, route, received)
@@ -309,7 +309,7 @@ class Dispatcher:
         else:
             tail = stream_tail(stream.usage_chunk, build_meta(request.request_id, meta, total_ms, generation_ms),
                                request.include_usage)
-        await self._nc.publish(reply_to, encode(StreamChunk(tail)))
+        await self._replies.publish(reply_to, encode(StreamChunk(tail)))
         await self._send(reply_to, StreamEnd(meta))
         snapshot = (snapshot_of(request, route.slug, capture.body(), streamed=True, truncated=capture.truncated)
                     if capture is not None else None)
@@ -343,7 +343,7 @@ class Dispatcher:
             await self._send(reply_to, StreamStart(meta))
             usage_chunk = usage_chunk_from_cache(hit.body, hit.usage) if hit.usage is not None else None
             events = stream_from_cache(hit.body) + stream_tail(usage_chunk, shown, request.include_usage)
-            await self._nc.publish(reply_to, encode(StreamChunk(events)))
+            await self._replies.publish(reply_to, encode(StreamChunk(events)))
             await self._send(reply_to, StreamEnd(meta))
         else:
             body = with_meta(hit.body, shown) if hit.content_type.startswith("application/json") else hit.body
@@ -368,7 +368,7 @@ class Dispatcher:
         if converter is None:
             await self._send(reply_to, answer)
         else:
-            await self._nc.publish(reply_to, encode(StreamChunk(converter.fail(answer.error, usage))))
+            await self._replies.publish(reply_to, encode(StreamChunk(converter.fail(answer.error, usage))))
             await self._send(reply_to, StreamEnd(meta))
         self._meter(request, route, meta, answer.error.code, answer.error.type,
                     (time.perf_counter() - received) * 1000)
@@ -399,9 +399,9 @@ class Dispatcher:
 
     async def _send(self, reply_to: str, message: Reply | StreamStart | StreamEnd | Failure) -> None:
         payload = encode(message)
-        if len(payload) > self._nc.max_payload:
+        if len(payload) > self._replies.max_payload:
             message = failure(502, errors.PROVIDER_ERROR,
                               f"The provider's answer ({len(payload)} bytes) exceeds the bus's "
-                              f"max_payload ({self._nc.max_payload}); raise it on the NATS server.")
+                              f"max_payload ({self._replies.max_payload}); raise it on the NATS server.")
             payload = encode(message)
-        await self._nc.publish(reply_to, payload)
+        await self._replies.publish(reply_to, payload)

@@ -34,6 +34,7 @@ from services.router.pricing import Pricing
 from services.router.providers import build_longrun, build_providers, known_provider_hints
 from services.router.providers.base import ProviderAdapter
 from services.router.providers.longrun_base import LongRunAdapter
+from services.router.replies import Deliver, LocalMessage, Replies
 from services.router.routing import RetryPolicy
 from services.router.spans import RouterSpans
 from services.router.usage_publisher import UsagePublisher
@@ -72,6 +73,7 @@ class RouterService:
         self._subscriptions: list[Subscription] = []
         self._nc: Client | None = None
         self._dispatcher: Dispatcher | None = None
+        self._replies: Replies | None = None
         self._longrun: LongRunner | None = None
 
     @property
@@ -97,7 +99,8 @@ class RouterService:
         await self.health.start(js)
         await self.cache.start(js)
         await self.aliases.mirror.start(js)
-        self._dispatcher = Dispatcher(self._nc, self.catalog, self.providers, self.pricing, self._usage,
+        self._replies = Replies(self._nc)
+        self._dispatcher = Dispatcher(self._replies, self.catalog, self.providers, self.pricing, self._usage,
                                       self.health, self.policy, self.cache, self.aliases, self.audio,
                                       RouterSpans(self.tracing), self.metrics)
         blobs = BlobStore(js, subjects.OBJ_FILES)
@@ -123,6 +126,28 @@ class RouterService:
         task = asyncio.get_running_loop().create_task(self._dispatcher.handle(msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def dispatch_local(self, subject: str, payload: bytes, reply_to: str, deliver: Deliver,
+                       headers: dict[str, str] | None = None) -> None:
+        """An inference request from the edge hosting this router: answered through `deliver`
+        (called with each encoded reply, in order), as a NATS message would be on `reply_to`."""
+        assert self._dispatcher is not None and self._replies is not None
+        replies = self._replies
+        replies.attach(reply_to, deliver)
+        task = asyncio.get_running_loop().create_task(
+            self._dispatcher.handle(LocalMessage(subject, payload, reply_to, headers)))
+        self._tasks.add(task)
+
+        def finished(done: asyncio.Task[None]) -> None:
+            self._tasks.discard(done)
+            replies.detach(reply_to)  # nothing is published to it after the dispatch ends
+
+        task.add_done_callback(finished)
+
+    def cancel_local(self, reply_to: str) -> None:
+        """The in-process edge's client left this stream."""
+        if self._dispatcher is not None:
+            self._dispatcher.cancel(reply_to)
 
     async def _on_longrun(self, msg: Msg) -> None:
         # A fetch streams a whole video into the Object Store: a task per message, like inference.

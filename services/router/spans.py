@@ -20,6 +20,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from libs.contracts.bus.inference import DispatchMeta, InferenceRequest
 from libs.runtime.tracing import Tracing
 from services.router.catalog import Route
+from services.router.replies import LocalMessage
 
 # gen_ai.provider.name's well-known values, for the providers we know by another slug.
 _PROVIDER_NAMES = {"google": "gcp.gemini", "mistral": "mistral_ai", "xai": "x_ai", "fireworks": "fireworks_ai"}
@@ -50,7 +51,7 @@ class RouterSpans:
         self._chains: dict[str, list[str]] = {}  # request id -> deployments tried, in order
 
     @contextlib.contextmanager
-    def consuming(self, msg: Msg, request: InferenceRequest) -> Iterator[Span]:
+    def consuming(self, msg: Msg | LocalMessage, request: InferenceRequest) -> Iterator[Span]:
         """The message's CONSUMER span, current while the request is dispatched."""
         span = self._tracing.consumer_span(msg.subject, msg.headers, request.traceparent)
         context = span.get_span_context()

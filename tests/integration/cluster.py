@@ -203,6 +203,8 @@ class Cluster:
     def start_edge(self) -> ManagedProcess:
         port = free_port()
         env = {**self.env, "SWITCHBOARD_HTTP_PORT": str(port)}
+        if self.env.get("SWITCHBOARD_ROUTER_IN_EDGE") == "1":  # its router's health and /metrics port
+            env["SWITCHBOARD_ROUTER_HEALTH_PORT"] = str(free_port())
         proc = self._start(f"edge-{len(self.edges)}", "services.edge", env, port)
         self.edges.append(proc)
         self.edge_ports.append(port)

@@ -36,7 +36,7 @@ import msgspec
 
 from libs.contracts.keys import mint_key
 from libs.contracts.supervision import SUPERVISOR_STATUS_ENV
-from libs.runtime.env import workers
+from libs.runtime.env import router_in_edge, workers
 from libs.runtime.metrics_dir import service_env
 from tools.bench import features_ab, nginx_upstream
 from tools.bench.caps import lines as caps_lines
@@ -125,7 +125,9 @@ def _start(root: Path, upstream_ms: int) -> Stack:
            "SWITCHBOARD_LEDGER_HEALTH_PORT": str(ledger_health),
            # /readyz then names the pid that answered: several workers share one port.
            SUPERVISOR_STATUS_ENV: str(root / "no-supervisor.json")}
-    routers, edges = workers("router"), workers("edge")
+    # SWITCHBOARD_ROUTER_IN_EDGE=1: the edges host the routers (services/edge/local_router.py), and
+    # their health port (with the routers' /metrics) is the one the edges share.
+    routers, edges = (0 if router_in_edge() else workers("router")), workers("edge")
     procs.append(start_module("ledger", "services.ledger", env, logs))
     wait_http_ok(f"http://127.0.0.1:{ledger_health}/readyz", 30, procs[-1].popen)
 
@@ -146,6 +148,8 @@ def _start(root: Path, upstream_ms: int) -> Stack:
         return started
 
     def restart_router(metering: bool) -> None:
+        if not routers:
+            return restart_gateway({"SWITCHBOARD_METERING": str(int(metering))})
         for proc in [p for p in procs if p.name == "router" or p.name.startswith("router-")]:
             proc.stop()
             procs.remove(proc)
@@ -156,11 +160,12 @@ def _start(root: Path, upstream_ms: int) -> Stack:
         for proc in [p for p in procs if p.name.split("-")[0] in ("router", "edge")]:
             proc.stop()
             procs.remove(proc)
-        procs.extend(start_workers("router", "services.router", routers, f"http://127.0.0.1:{health}/readyz", extra))
+        if routers:
+            procs.extend(start_workers("router", "services.router", routers, f"http://127.0.0.1:{health}/readyz",
+                                       extra))
         procs.extend(start_workers("edge", "services.edge", edges, f"http://127.0.0.1:{edge_port}/readyz", extra))
 
-    restart_router(True)
-    procs.extend(start_workers("edge", "services.edge", edges, f"http://127.0.0.1:{edge_port}/readyz", {}))
+    restart_gateway({})
     floor = [sys.executable, "-m", "tools.bench.floor"]
     plain_floor_port = floor_port
     procs.append(spawn("floor-router", [*floor, "router", "0", nats_url, sim_url], env, logs))

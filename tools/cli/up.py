@@ -10,7 +10,7 @@ from pathlib import Path
 
 from libs.contracts.keys import mint_key
 from libs.contracts.supervision import SUPERVISOR_STATUS_ENV
-from libs.runtime.env import workers
+from libs.runtime.env import router_in_edge, workers
 from libs.runtime.metrics_dir import service_env
 from tools.cli.nats_cluster import cluster_env, jetstream_ready, node_process, plan_nodes
 from tools.cli.processes import (
@@ -89,6 +89,8 @@ def run_up(nats_nodes: int = 1) -> int:
             env.setdefault("SIM_API_KEY", "sim")
             env.setdefault("SIM_BASE_URL", f"http://127.0.0.1:{sim_port}/v1")
         for name, module, port_env, default_port, path, scaled in SERVICES:
+            if name == "router" and router_in_edge():
+                continue  # every edge process hosts one (services/edge/local_router.py)
             port = int(env.get(port_env, default_port))
             ensure_free(port, name)
             url = f"http://127.0.0.1:{port}{path}"

@@ -1,0 +1,66 @@
+"""A router in the edge's own process: SWITCHBOARD_ROUTER_IN_EDGE=1, for one machine.
+
+The edge then hands its inference requests to this router directly instead of over NATS, and
+its replies come back the same way (services/router/replies.py). The router is otherwise the
+whole router service: it has its own NATS connection, serves the router queue group (the jobs
+service's calls, catalog and health queries, other edges), meters through JetStream, shares the
+cache, health and breakers through KV, and serves its health and /metrics on the router's
+health port. `switchboard up` then starts no separate router processes. What this buys, on two
+cores, is the README's "Benchmark" section; a cluster keeps edge and router apart so each
+scales on its own (deploy/).
+"""
+
+import asyncio
+import itertools
+
+from aiohttp import web
+
+from libs.contracts.config import SwitchboardConfig
+from libs.runtime.env import env_int, env_str
+from libs.runtime.health import start_health_server
+from services.router.replies import Deliver
+from services.router.service import RouterService
+
+
+class LocalRouter:
+    def __init__(self, config: SwitchboardConfig) -> None:
+        self.service = RouterService(config)
+        self._ids = itertools.count()
+        self._health: web.AppRunner | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.service.ready
+
+    async def start(self) -> None:
+        await self.service.start()
+        self._health = await start_health_server(env_str("SWITCHBOARD_HEALTH_HOST", "127.0.0.1"),
+                                                 env_int("SWITCHBOARD_ROUTER_HEALTH_PORT", 8091),
+                                                 lambda: self.service.ready, self.service.metrics)
+        self.service.metrics.start_export()
+
+    async def stop(self) -> None:
+        await self.service.stop()  # finishes the requests in flight and flushes their usage
+        if self._health is not None:
+            await self._health.cleanup()
+
+    def send(self, subject: str, payload: bytes, reply_to: str, deliver: Deliver,
+             headers: dict[str, str] | None = None) -> None:
+        """Dispatch one request; its replies are passed to `deliver` as they are made."""
+        self.service.dispatch_local(subject, payload, reply_to, deliver, headers)
+
+    def cancel(self, reply_to: str) -> None:
+        self.service.cancel_local(reply_to)
+
+    async def request(self, subject: str, payload: bytes, timeout_s: float,
+                      headers: dict[str, str] | None = None) -> bytes:
+        """The one encoded reply to a whole-answer request; TimeoutError after `timeout_s`."""
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def deliver(data: bytes) -> None:
+            if not answer.done():
+                answer.set_result(data)
+
+        self.send(subject, payload, f"_LOCAL.{next(self._ids)}", deliver, headers)
+        async with asyncio.timeout(timeout_s):
+            return await answer
