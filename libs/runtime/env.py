@@ -1,6 +1,7 @@
 """Typed reads of SWITCHBOARD_* environment variables."""
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -52,11 +53,11 @@ def nats_replicas() -> int:
     return replicas
 
 
-def router_in_edge() -> bool:
+def router_in_edge(env: Mapping[str, str] | None = None) -> bool:
     """SWITCHBOARD_ROUTER_IN_EDGE=1: every edge process hosts a router and hands it its own
-    requests without NATS (services/edge/local_router.py); `switchboard up` then starts no router
-    processes. For one machine; a cluster scales edges and routers apart."""
-    return env_str("SWITCHBOARD_ROUTER_IN_EDGE", "0") in ("1", "true", "yes", "on")
+    requests without NATS (services/edge/local_router.py). Off unless set, as in a cluster, where
+    edges and routers scale apart; `switchboard up` sets it on (one machine), see tools/cli/up.py."""
+    return (os.environ if env is None else env).get("SWITCHBOARD_ROUTER_IN_EDGE", "0") in ("1", "true", "yes", "on")
 
 
 def workers(service: str) -> int:

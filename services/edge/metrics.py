@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
+from prometheus_client import Gauge
 
 from libs.contracts.keys import SCOPE_ADMIN
 from libs.runtime.env import env_str
@@ -61,6 +62,13 @@ class EdgeMetrics(Metrics):
                                         "Server-sent event streams open now (inference, tail, MCP).", ("route",),
                                         "livesum")
         self._children: dict[tuple[str, str, int], tuple[CounterTally, HistogramTally]] = {}
+        self._open_by_route: dict[str, Gauge] = {}  # labels() costs more than the inc() itself
+
+    def _open(self, route: str) -> Gauge:
+        child = self._open_by_route.get(route)
+        if child is None:
+            child = self._open_by_route[route] = self._open_streams.labels(route)
+        return child
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
@@ -101,7 +109,7 @@ class EdgeMetrics(Metrics):
             finally:
                 route = route_of(request)
                 if request[_PHASE] == _STREAMING:
-                    self._open_streams.labels(route).dec()
+                    self._open(route).dec()
                 request[_PHASE] = 0
                 self.observe(route, request.method if request.method in _METHODS else OTHER, status,
                              time.perf_counter() - started)
@@ -112,7 +120,7 @@ class EdgeMetrics(Metrics):
         """A response starts: an event stream begun inside a handler is open until the handler returns."""
         if request.get(_PHASE) == _IN_HANDLER and response.content_type == _SSE:
             request[_PHASE] = _STREAMING
-            self._open_streams.labels(route_of(request)).inc()
+            self._open(route_of(request)).inc()
 
 
 def _has_token(request: web.Request, token: str) -> bool:

@@ -312,14 +312,15 @@ def test_health_port_metrics_need_no_key_and_name_no_tenant(gateway: Cluster) ->
 
 
 def test_switchboard_up_sums_each_services_workers() -> None:
-    """Two edge and two router workers (SWITCHBOARD_*_WORKERS=2): every scrape, whichever worker
-    answers it, counts every request; a router worker killed and restarted loses none of them."""
+    """Two edge and two router workers (SWITCHBOARD_*_WORKERS=2, routers apart from the edges):
+    every scrape, whichever worker answers it, counts every request; a router worker killed and
+    restarted loses none of them."""
     data_dir = Path(tempfile.mkdtemp(prefix="switchboard-metrics-"))
     ports = {name: free_port() for name in (
         "SWITCHBOARD_HTTP_PORT", "SWITCHBOARD_NATS_PORT", "SWITCHBOARD_ROUTER_HEALTH_PORT",
         "SWITCHBOARD_SIMULATOR_PORT", "SWITCHBOARD_LEDGER_HEALTH_PORT", "SWITCHBOARD_JOBS_HEALTH_PORT",
         "SWITCHBOARD_WEBHOOKS_HEALTH_PORT")}
-    proc, url, key = _up(data_dir, ports)
+    proc, url, key = _up(data_dir, ports, {"SWITCHBOARD_ROUTER_IN_EDGE": "0"})
     origin = url.removesuffix("/v1")
     router = f"http://127.0.0.1:{ports['SWITCHBOARD_ROUTER_HEALTH_PORT']}/metrics"
     try:

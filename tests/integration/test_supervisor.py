@@ -126,12 +126,13 @@ def _status(data_dir: Path) -> dict[str, Any]:
 
 
 def test_switchboard_up_restarts_a_killed_child_and_only_sigint_stops_it() -> None:
+    """With edges and routers apart (as a cluster runs them): a killed router is restarted."""
     data_dir = Path(tempfile.mkdtemp(prefix="switchboard-up-"))
     ports = {"SWITCHBOARD_HTTP_PORT": free_port(), "SWITCHBOARD_NATS_PORT": free_port(),
              "SWITCHBOARD_ROUTER_HEALTH_PORT": free_port(), "SWITCHBOARD_SIMULATOR_PORT": free_port(),
              "SWITCHBOARD_LEDGER_HEALTH_PORT": free_port(), "SWITCHBOARD_JOBS_HEALTH_PORT": free_port(),
              "SWITCHBOARD_WEBHOOKS_HEALTH_PORT": free_port()}
-    proc, url, key = _up(data_dir, ports)
+    proc, url, key = _up(data_dir, ports, {"SWITCHBOARD_ROUTER_IN_EDGE": "0"})
     try:
         # A short client timeout: a request published in the instant before nats-server reads the
         # killed router's EOF is lost with it (the edge would wait out its 130 s); the next is not.

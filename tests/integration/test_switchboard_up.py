@@ -13,15 +13,17 @@ from pathlib import Path
 import httpx
 import openai
 
-from tests.integration.cluster import PROVIDER_KEY_VARS
+from tests.integration.cluster import PROVIDER_KEY_VARS, eventually
 from tools.cli.processes import free_port
 
 
-def _up(data_dir: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[str], str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in PROVIDER_KEY_VARS and k != "SWITCHBOARD_ADMIN_KEY"}
+def _up(data_dir: Path, ports: dict[str, int],
+        extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in PROVIDER_KEY_VARS and k not in ("SWITCHBOARD_ADMIN_KEY", "SWITCHBOARD_ROUTER_IN_EDGE")}
     env.update({"SWITCHBOARD_DATA_DIR": str(data_dir), "SWITCHBOARD_SIMULATOR": "1",
                 "SWITCHBOARD_EDGE_WORKERS": "2", "SWITCHBOARD_ROUTER_WORKERS": "2",
-                **{name: str(port) for name, port in ports.items()}})
+                **{name: str(port) for name, port in ports.items()}, **(extra or {})})
     proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "up"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
@@ -72,10 +74,17 @@ def test_up_serves_stops_cleanly_and_reuses_data() -> None:
         answer = client.chat.completions.create(model="sim/gpt-sim", messages=[{"role": "user", "content": "hey"}])
         assert answer.choices[0].message.content == "Echo: hey"
         children = _children_of(proc.pid)
-        assert len(children) == 9  # nats-server, simulator, ledger, 2 routers, jobs, webhooks, 2 edges
+        # nats-server, simulator, ledger, jobs, webhooks, 2 edges: on one machine each edge hosts a router.
+        assert len(children) == 7
         # Both edge workers serve the one port: new connections reach either (SO_REUSEPORT).
         answered = {httpx.get(url.removesuffix("/v1") + "/readyz").json()["pid"] for _ in range(30)}
         assert len(answered) == 2 and answered <= children
+        # The edges' routers answer on the router's health port, with the routers' metrics.
+        router_port = ports["SWITCHBOARD_ROUTER_HEALTH_PORT"]
+        assert httpx.get(f"http://127.0.0.1:{router_port}/readyz").status_code == 200
+        # (a worker's counts reach the shared files within a second: libs/runtime/metrics_buffer.py)
+        assert eventually(lambda: "switchboard_router_requests_total{"
+                          in httpx.get(f"http://127.0.0.1:{router_port}/metrics").text, 5)
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         stopping = time.monotonic()

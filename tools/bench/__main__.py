@@ -1,11 +1,14 @@
-"""`python -m tools.bench`: start a private gateway (NATS, simulator, router, edge
-on free ports) and the architecture's floor (tools/bench/floor.py), drive the
-same load at the gateway, the floor and the simulator directly, and write
-bench-results/<timestamp>.json plus a table.
+"""`python -m tools.bench`: start a private gateway (NATS, simulator, ledger, edges
+on free ports, each edge hosting a router as under `switchboard up`; the
+architecture's floor, tools/bench/floor.py), drive the same load at the gateway,
+the floor and the simulator directly, and write bench-results/<timestamp>.json
+plus a table. The non-stream rows are then run again with edges and routers
+apart (SWITCHBOARD_ROUTER_IN_EDGE=0, as a cluster runs them); set that variable
+to run everything that way.
 
 Knobs: BENCH_SECONDS (per run, default 10), BENCH_RATES (default
 "200,500,1000"), BENCH_UPSTREAM_MS (simulated upstream latency, default 10),
-BENCH_PEAK_CONNECTIONS (default 32).
+BENCH_PEAK_CONNECTIONS (default 64).
 
 Issue 10's scenarios (after the rows above, on the same stack; tools/bench/streams.py, soak.py):
 - CPU per request of edge, router, nats-server and ledger at 500 rps non-stream and 200 rps stream
@@ -73,7 +76,6 @@ class Stack(NamedTuple):
     # plain_floor: the upstream of the non-stream rows (nginx when installed, else the simulator).
     urls: dict[str, str]
     admin: str
-    restart_router: Callable[[bool], None]  # metering on/off, everything else untouched
     restart_gateway: Callable[[dict[str, str]], None]  # edges and routers again, with these variables added
     plain_model: str  # the gateway's model for the non-stream rows
 
@@ -125,9 +127,10 @@ def _start(root: Path, upstream_ms: int) -> Stack:
            "SWITCHBOARD_LEDGER_HEALTH_PORT": str(ledger_health),
            # /readyz then names the pid that answered: several workers share one port.
            SUPERVISOR_STATUS_ENV: str(root / "no-supervisor.json")}
-    # SWITCHBOARD_ROUTER_IN_EDGE=1: the edges host the routers (services/edge/local_router.py), and
-    # their health port (with the routers' /metrics) is the one the edges share.
-    routers, edges = (0 if router_in_edge() else workers("router")), workers("edge")
+    # As under `switchboard up`, the edges host the routers unless SWITCHBOARD_ROUTER_IN_EDGE=0
+    # (services/edge/local_router.py); the routers' health port (and /metrics) is then the edges'.
+    env.setdefault("SWITCHBOARD_ROUTER_IN_EDGE", "1")
+    edges = workers("edge")
     procs.append(start_module("ledger", "services.ledger", env, logs))
     wait_http_ok(f"http://127.0.0.1:{ledger_health}/readyz", 30, procs[-1].popen)
 
@@ -147,22 +150,15 @@ def _start(root: Path, upstream_ms: int) -> Stack:
             started.append(proc)
         return started
 
-    def restart_router(metering: bool) -> None:
-        if not routers:
-            return restart_gateway({"SWITCHBOARD_METERING": str(int(metering))})
-        for proc in [p for p in procs if p.name == "router" or p.name.startswith("router-")]:
-            proc.stop()
-            procs.remove(proc)
-        procs.extend(start_workers("router", "services.router", routers, f"http://127.0.0.1:{health}/readyz",
-                                   {"SWITCHBOARD_METERING": str(int(metering))}))
+    def routers(extra: dict[str, str]) -> int:
+        return 0 if router_in_edge({**env, **extra}) else workers("router")
 
     def restart_gateway(extra: dict[str, str]) -> None:
         for proc in [p for p in procs if p.name.split("-")[0] in ("router", "edge")]:
             proc.stop()
             procs.remove(proc)
-        if routers:
-            procs.extend(start_workers("router", "services.router", routers, f"http://127.0.0.1:{health}/readyz",
-                                       extra))
+        procs.extend(start_workers("router", "services.router", routers(extra),
+                                   f"http://127.0.0.1:{health}/readyz", extra))
         procs.extend(start_workers("edge", "services.edge", edges, f"http://127.0.0.1:{edge_port}/readyz", extra))
 
     restart_gateway({})
@@ -183,7 +179,7 @@ def _start(root: Path, upstream_ms: int) -> Stack:
             "plain_floor": f"http://127.0.0.1:{plain_floor_port}/v1",
             # the routers share this port, and each answers with the sum over all of them
             "router_metrics": f"http://127.0.0.1:{health}/metrics"}
-    return Stack(procs, urls, admin, restart_router, restart_gateway, "fast/gpt-sim")
+    return Stack(procs, urls, admin, restart_gateway, "fast/gpt-sim")
 
 
 def _targets(stack: Stack, stream: bool) -> dict[str, Target]:
@@ -223,19 +219,46 @@ def _table(rows: list[dict[str, object]]) -> str:
 
 
 def _metering_ab(stack: Stack, seconds: float, slack_ms: float, rounds: int = 2) -> dict[str, list[dict[str, object]]]:
-    """500 rps with metering on, then off, alternating, on the same stack: only the router restarts, so
-    the comparison is not confounded by a different ledger, NATS state or time of the run."""
+    """500 rps with metering on, then off, alternating, on the same stack: only the edges and routers
+    restart, so the comparison is not confounded by a different ledger, NATS state or time of the run."""
     target = _targets(stack, stream=False)["gateway"]
     results: dict[str, list[dict[str, object]]] = {"on": [], "off": []}
     try:
         for _ in range(rounds):
             for metering in (True, False):
-                stack.restart_router(metering)
+                stack.restart_gateway({"SWITCHBOARD_METERING": str(int(metering))})
                 run_closed(target, 2, 1)
                 results["on" if metering else "off"].append(asdict(run_fixed_rate(target, 500, seconds, slack_ms)))
     finally:
-        stack.restart_router(True)
+        stack.restart_gateway({})
     return results
+
+
+def _apart(stack: Stack, seconds: float, slack_ms: float, peak_conns: int) -> dict[str, object]:
+    """The non-stream gateway rows again with edges and routers as separate processes
+    (SWITCHBOARD_ROUTER_IN_EDGE=0, as a cluster runs them), for the side by side."""
+    stack.restart_gateway({"SWITCHBOARD_ROUTER_IN_EDGE": "0"})
+    try:
+        target = replace(_targets(stack, stream=False)["gateway"], name="non-stream, apart")
+        run_closed(target, 2, 2)
+        one, peak = run_closed(target, 1, seconds), run_wrk(target, peak_conns, seconds)
+        cpu = measure_cpu(target, stack.pids(), 500, seconds, slack_ms)
+    finally:
+        stack.restart_gateway({})
+    return {"one_connection": asdict(one), "peak": asdict(peak), "peak_connections": peak_conns,
+            "cpu_per_request": msgspec.to_builtins(cpu)}
+
+
+def _apart_lines(apart: dict[str, object], rows: list[dict[str, object]]) -> list[str]:
+    one, peak, cpu = apart["one_connection"], apart["peak"], apart["cpu_per_request"]
+    direct = rows[0]["direct"]
+    assert isinstance(one, dict) and isinstance(peak, dict) and isinstance(cpu, dict) and isinstance(direct, dict)
+    return ["edge and router apart (SWITCHBOARD_ROUTER_IN_EDGE=0, as in a cluster; the rows above: in one process):",
+            f"  1 connection: p50 {one['p50_ms']:.2f} ms (+{one['p50_ms'] - direct['p50_ms']:.2f}), "
+            f"p99 {one['p99_ms']:.2f} ms (+{one['p99_ms'] - direct['p99_ms']:.2f})",
+            f"  peak, {apart['peak_connections']} conns: {peak['rps']:.0f} rps, {peak['errors']} errors",
+            "  CPU per request at 500 rps, µs: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu["us_per_request"].items())
+            + f" (total {cpu['total_us']:.0f})"]
 
 
 def _routing_rows(urls: dict[str, str], admin: str, seconds: float,
@@ -351,7 +374,7 @@ def main() -> None:
     seconds = float(os.environ.get("BENCH_SECONDS", "10"))
     rates = [float(r) for r in os.environ.get("BENCH_RATES", "200,500,1000").split(",") if r]
     upstream_ms = int(os.environ.get("BENCH_UPSTREAM_MS", "10"))
-    peak_conns = int(os.environ.get("BENCH_PEAK_CONNECTIONS", "32"))
+    peak_conns = int(os.environ.get("BENCH_PEAK_CONNECTIONS", "64"))
     root = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
     stack = _start(root, upstream_ms)
     procs, urls, admin = stack.procs, stack.urls, stack.admin
@@ -374,6 +397,7 @@ def main() -> None:
                          each(lambda t: run_fixed_rate(t, 200, seconds, slack_ms), stream)))
         routing = _routing_rows(urls, admin, seconds, slack_ms)
         metering = _metering_ab(stack, seconds, slack_ms)
+        apart = _apart(stack, seconds, slack_ms, peak_conns)
         scale = _scale(stack, seconds, slack_ms, set(SCALE_PARTS))
     finally:
         for proc in reversed(procs):
@@ -386,7 +410,7 @@ def main() -> None:
     caps = measure_caps(root / "caps", int(os.environ.get("BENCH_CAPS_CENTS", "500")))
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "upstream_latency_ms": upstream_ms,
               "seconds_per_run": seconds, "cpus": os.cpu_count(), "rows": rows, "metering": metering,
-              "routing": routing,
+              "routing": routing, "apart": apart,
               "ledger_ingest": ingest, "webhooks": webhooks, "jobs": jobs, "spend_caps": caps}
     report["spend_refresh"] = spend
     report.update(msgspec.to_builtins(scale))
@@ -395,7 +419,8 @@ def main() -> None:
     path = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(report, indent=2))
     print(_table(rows))
-    print("\nmetering on vs off (500 rps fixed, same stack, router restarted between runs):")
+    print("\n".join(_apart_lines(apart, rows)))
+    print("\nmetering on vs off (500 rps fixed, same stack, edges and routers restarted between runs):")
     for mode, runs in metering.items():
         print(f"  {mode:<4} p50 " + " / ".join(f"{r['p50_ms']:.2f}" for r in runs)
               + " ms, p99 " + " / ".join(f"{r['p99_ms']:.2f}" for r in runs) + " ms")

@@ -63,6 +63,8 @@ def run_up(nats_nodes: int = 1) -> int:
     supervisor = Supervisor(data_dir / "supervisor.json", log_dir / "supervisor.log",
                             echo=lambda line: print(line, flush=True))
     env[SUPERVISOR_STATUS_ENV] = str(supervisor.status_path)
+    # One machine: the edges host the routers (services/edge/local_router.py) unless told otherwise.
+    env.setdefault("SWITCHBOARD_ROUTER_IN_EDGE", "1")
     stop = _on_stop_signals()
     try:
         if not env.get("SWITCHBOARD_NATS_URL"):
@@ -89,7 +91,7 @@ def run_up(nats_nodes: int = 1) -> int:
             env.setdefault("SIM_API_KEY", "sim")
             env.setdefault("SIM_BASE_URL", f"http://127.0.0.1:{sim_port}/v1")
         for name, module, port_env, default_port, path, scaled in SERVICES:
-            if name == "router" and router_in_edge():
+            if name == "router" and router_in_edge(env):
                 continue  # every edge process hosts one (services/edge/local_router.py)
             port = int(env.get(port_env, default_port))
             ensure_free(port, name)
