@@ -54,9 +54,10 @@ def nats_replicas() -> int:
 
 
 def router_in_edge(env: Mapping[str, str] | None = None) -> bool:
-    """SWITCHBOARD_ROUTER_IN_EDGE=1: every edge process hosts a router and hands it its own
-    requests without NATS (services/edge/local_router.py). Off unless set, as in a cluster, where
-    edges and routers scale apart; `switchboard up` sets it on (one machine), see tools/cli/up.py."""
+    """SWITCHBOARD_ROUTER_IN_EDGE=1: a launcher (`switchboard up`, the tests, the bench) runs each
+    edge worker as `services.node`, an edge hosting a router that takes its requests without NATS,
+    and starts no router processes. Off unless set, as in a cluster, where edges and routers scale
+    apart; `switchboard up` sets it on (one machine), see tools/cli/up.py."""
     return (os.environ if env is None else env).get("SWITCHBOARD_ROUTER_IN_EDGE", "0") in ("1", "true", "yes", "on")
 
 

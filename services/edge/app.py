@@ -8,7 +8,7 @@ import structlog
 from aiohttp import web
 
 from libs.contracts import subjects
-from libs.contracts.config import load_config
+from libs.contracts.in_process import InProcessRouter
 from libs.runtime.blobs import BlobStore
 from libs.runtime.health import readiness_response
 from libs.runtime.nats_conn import connect_nats, shutdown_nats
@@ -34,7 +34,6 @@ from services.edge import (
 from services.edge.auth import KeyStore
 from services.edge.errors import MAX_BODY, REQUEST_IDS, RequestIds, error_middleware
 from services.edge.idempotency import IDEMPOTENCY, Idempotency
-from services.edge.local_router import LocalRouter
 from services.edge.openapi import handlers as api_description
 from services.edge.prices import Prices
 from services.edge.ratelimit import RateLimiter
@@ -70,7 +69,8 @@ async def access_log_middleware(request: web.Request, handler):  # type: ignore[
     return response
 
 
-async def build_app(settings: EdgeSettings) -> web.Application:
+async def build_app(settings: EdgeSettings, router: InProcessRouter | None = None) -> web.Application:
+    """`router`: a router in this process for the inference requests (services/node/), else NATS."""
     keys = KeyStore()
     tenancy = Tenancy()
 
@@ -89,9 +89,6 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     await blobs.start()
     idempotency = Idempotency()
     await idempotency.start(nc.jetstream())
-    router = LocalRouter(load_config()) if settings.router_in_edge else None
-    if router is not None:  # before the prices: they come from the router
-        await router.start()
     prices = Prices(nc)
     await prices.start()
     try:  # the router answers in milliseconds when it is up; an edge started first estimates unknown models at 0
@@ -146,8 +143,6 @@ async def build_app(settings: EdgeSettings) -> web.Application:
     app.router.add_get("/readyz", readyz)
 
     async def shutdown(app: web.Application) -> None:
-        if router is not None:
-            await router.stop()
         if leases is not None:
             await leases.stop()  # before NATS goes: the other edges get the unspent slices at once
         await prices.stop()

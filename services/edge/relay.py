@@ -1,7 +1,7 @@
 """Edge <-> router over NATS: one request/reply for whole answers, a reply
 inbox relayed as SSE for streams. Router failures become GatewayErrors before
 the first byte, and an SSE error event after it (never a silent end). With a
-router in the edge's own process (local_router.py) the same replies arrive
+router in the edge's own process (services/node/) the same replies arrive
 without the bus."""
 
 import time
@@ -25,9 +25,9 @@ from libs.contracts.bus.inference import (
     decode_reply,
 )
 from libs.contracts.errors import ErrorBody, error_json
+from libs.contracts.in_process import InProcessRouter
 from libs.contracts.money import cents_header
 from services.edge.errors import GatewayError
-from services.edge.local_router import LocalRouter
 from services.edge.stream_inbox import StreamInbox, StreamInboxes
 
 _NO_RESPONDERS = "503"
@@ -117,7 +117,7 @@ async def request_reply(nc: Client, subject: str, payload: bytes, timeout_s: flo
     return _as_reply(msg.data)
 
 
-async def local_request_reply(router: LocalRouter, subject: str, payload: bytes, timeout_s: float,
+async def local_request_reply(router: InProcessRouter, subject: str, payload: bytes, timeout_s: float,
                               headers: dict[str, str] | None = None) -> Reply:
     """request_reply to the router in this process."""
     try:
@@ -141,7 +141,7 @@ async def relay_stream(request: web.Request, inboxes: StreamInboxes, subject: st
                        on_end: Callable[[DispatchMeta], None] | None = None,
                        error_event: ErrorEvent | None = None,
                        headers: dict[str, str] | None = None,
-                       local: LocalRouter | None = None) -> web.StreamResponse:
+                       local: InProcessRouter | None = None) -> web.StreamResponse:
     """Relay one stream; `local`, when the edge hosts a router, dispatches it there."""
     nc = inboxes.nc
     if local is None and not nc.is_connected:

@@ -3,7 +3,7 @@
 import msgspec
 
 from libs.contracts.config import EdgeConfig
-from libs.runtime.env import env_float, env_int, env_str, nats_url, router_in_edge
+from libs.runtime.env import env_float, env_int, env_str, nats_url
 
 
 class EdgeSettings(msgspec.Struct, frozen=True):
@@ -23,7 +23,6 @@ class EdgeSettings(msgspec.Struct, frozen=True):
     # ledger's published spend alone stops a sub-account, a moment after the cap is crossed.
     spend_leases: bool = True
     reserve_output_tokens: int = 4096  # output reserved against a cap for a request that sets no limit
-    router_in_edge: bool = False  # host a router in this process (local_router.py)
 
     @classmethod
     def load(cls, cfg: EdgeConfig) -> "EdgeSettings":
@@ -43,5 +42,4 @@ class EdgeSettings(msgspec.Struct, frozen=True):
             url_signing_key=env_str("SWITCHBOARD_URL_SIGNING_KEY", "") or None,
             spend_leases=env_str("SWITCHBOARD_SPEND_LEASES", "1") not in ("0", "false", "no", "off"),
             reserve_output_tokens=env_int("SWITCHBOARD_RESERVE_OUTPUT_TOKENS", 4096),
-            router_in_edge=router_in_edge(),
         )

@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from aiohttp import web
 from nats.aio.client import Client
 
+from libs.contracts.in_process import InProcessRouter
 from libs.runtime.blobs import BlobStore
 from libs.runtime.tracing import Tracing
 from services.edge.auth import KeyStore
 from services.edge.idempotency import Idempotency
-from services.edge.local_router import LocalRouter
 from services.edge.ratelimit import RateLimiter
 from services.edge.settings import EdgeSettings
 from services.edge.spend_caps import SpendCaps
@@ -29,7 +29,7 @@ class EdgeState:
     spend: SpendCaps  # worst-case reservations against caps and wallets
     streams: StreamInboxes  # where streamed replies arrive
     tracing: Tracing  # off unless an exporter is configured (libs/runtime/tracing.py)
-    router: LocalRouter | None = None  # a router in this process (SWITCHBOARD_ROUTER_IN_EDGE), else over NATS
+    router: InProcessRouter | None = None  # a router in this process (services/node/), else over NATS
 
 
 EDGE = web.AppKey("edge", EdgeState)

@@ -5,7 +5,7 @@ A subscription per stream cost a SUB and an UNSUB on the server and, per chunk, 
 chunks land through one subscription into the stream's own buffer, and the relay takes
 whatever has arrived in one go: chunks that came together are written to the client together,
 and the first one is written the moment it arrives. An inbox holds the replies' encoded bytes,
-so a router in the edge's own process (local_router.py) can fill it directly.
+so a router in the edge's own process (services/node/) can fill it directly.
 """
 
 import asyncio

@@ -1,18 +1,16 @@
-"""Where the dispatcher's answers go: a NATS reply subject, or, for an edge that hosts this router
-in its own process (SWITCHBOARD_ROUTER_IN_EDGE, services/edge/local_router.py), straight into
-that edge's waiting request.
+"""Where the dispatcher's answers go: a NATS reply subject, or, for an edge in this router's own
+process (services/node/, libs/contracts/in_process.py), straight into that edge's waiting request.
 
 The in-process path exists for speed on one machine: it skips two trips through the NATS server
 per request and one per streamed chunk, which on two cores was most of what the gateway added
 (issue 10). Everything else the router does (usage, cache, health, breakers) is the same.
 """
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 from nats.aio.client import Client
 
-Deliver = Callable[[bytes], None]
+from libs.contracts.in_process import Deliver
 
 
 class LocalMessage(NamedTuple):

@@ -16,6 +16,7 @@ from libs.contracts.bus import cache as cache_bus
 from libs.contracts.bus import catalog as catalog_bus
 from libs.contracts.bus.inference import Reply, encode
 from libs.contracts.config import SwitchboardConfig
+from libs.contracts.in_process import Deliver
 from libs.runtime.blobs import BlobStore
 from libs.runtime.env import data_dir, env_float, env_int, env_str, nats_url
 from libs.runtime.jetstream import ensure_stream
@@ -34,7 +35,7 @@ from services.router.pricing import Pricing
 from services.router.providers import build_longrun, build_providers, known_provider_hints
 from services.router.providers.base import ProviderAdapter
 from services.router.providers.longrun_base import LongRunAdapter
-from services.router.replies import Deliver, LocalMessage, Replies
+from services.router.replies import LocalMessage, Replies
 from services.router.routing import RetryPolicy
 from services.router.spans import RouterSpans
 from services.router.usage_publisher import UsagePublisher

@@ -33,6 +33,7 @@ from tools.cli.processes import (
     wait_port,
 )
 from tools.cli.supervisor import Supervisor
+from tools.cli.up import edge_module
 
 UPSTREAM_KEY = "sk-upstream-sim-key"  # the provider key the router must present
 ROUTER_READ_TIMEOUT_S = 2.0
@@ -203,9 +204,10 @@ class Cluster:
     def start_edge(self) -> ManagedProcess:
         port = free_port()
         env = {**self.env, "SWITCHBOARD_HTTP_PORT": str(port)}
-        if self.env.get("SWITCHBOARD_ROUTER_IN_EDGE") == "1":  # its router's health and /metrics port
+        module = edge_module(env)
+        if module != "services.edge":  # it hosts a router: that router's health and /metrics port
             env["SWITCHBOARD_ROUTER_HEALTH_PORT"] = str(free_port())
-        proc = self._start(f"edge-{len(self.edges)}", "services.edge", env, port)
+        proc = self._start(f"edge-{len(self.edges)}", module, env, port)
         self.edges.append(proc)
         self.edge_ports.append(port)
         return proc

@@ -1,5 +1,5 @@
 """The behaviour tests of the inference paths again, against a gateway whose edges host the
-router (SWITCHBOARD_ROUTER_IN_EDGE=1, services/edge/local_router.py): the same answers,
+router (SWITCHBOARD_ROUTER_IN_EDGE=1, services/node/): the same answers,
 headers, errors, failover, caching, metering and async jobs (the jobs service calls the edge's
 router over NATS) without the bus between edge and router.
 

@@ -63,6 +63,7 @@ from tools.bench.streams import (
 from tools.bench.streams import lines as scale_lines
 from tools.bench.webhooks import measure as measure_webhooks
 from tools.cli.processes import ManagedProcess, free_port, ready_process, spawn, start_module, start_nats, wait_http_ok
+from tools.cli.up import edge_module
 
 CHAT = {"messages": [{"role": "user", "content": "Summarise the benefits of a gateway in one line."}],
         "max_tokens": 32}
@@ -128,7 +129,7 @@ def _start(root: Path, upstream_ms: int) -> Stack:
            # /readyz then names the pid that answered: several workers share one port.
            SUPERVISOR_STATUS_ENV: str(root / "no-supervisor.json")}
     # As under `switchboard up`, the edges host the routers unless SWITCHBOARD_ROUTER_IN_EDGE=0
-    # (services/edge/local_router.py); the routers' health port (and /metrics) is then the edges'.
+    # (services/node/); the routers' health port (and /metrics) is then the edges'.
     env.setdefault("SWITCHBOARD_ROUTER_IN_EDGE", "1")
     edges = workers("edge")
     procs.append(start_module("ledger", "services.ledger", env, logs))
@@ -159,7 +160,8 @@ def _start(root: Path, upstream_ms: int) -> Stack:
             procs.remove(proc)
         procs.extend(start_workers("router", "services.router", routers(extra),
                                    f"http://127.0.0.1:{health}/readyz", extra))
-        procs.extend(start_workers("edge", "services.edge", edges, f"http://127.0.0.1:{edge_port}/readyz", extra))
+        procs.extend(start_workers("edge", edge_module({**env, **extra}), edges, f"http://127.0.0.1:{edge_port}/readyz",
+                                   extra))
 
     restart_gateway({})
     floor = [sys.executable, "-m", "tools.bench.floor"]

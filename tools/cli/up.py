@@ -4,7 +4,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +39,11 @@ SIMULATOR_PORT = 9100
 STARTUP_PATIENCE_S = 30.0  # then say which process `up` is still waiting for
 
 
+def edge_module(env: Mapping[str, str]) -> str:
+    """What an edge worker runs: with SWITCHBOARD_ROUTER_IN_EDGE, an edge hosting a router."""
+    return "services.node" if router_in_edge(env) else "services.edge"
+
+
 def admin_key(data_dir: Path) -> str:
     """SWITCHBOARD_ADMIN_KEY, else the key generated on first start and kept under .data/."""
     if os.environ.get("SWITCHBOARD_ADMIN_KEY"):
@@ -63,7 +68,7 @@ def run_up(nats_nodes: int = 1) -> int:
     supervisor = Supervisor(data_dir / "supervisor.json", log_dir / "supervisor.log",
                             echo=lambda line: print(line, flush=True))
     env[SUPERVISOR_STATUS_ENV] = str(supervisor.status_path)
-    # One machine: the edges host the routers (services/edge/local_router.py) unless told otherwise.
+    # One machine: the edges host the routers (services/node/) unless told otherwise.
     env.setdefault("SWITCHBOARD_ROUTER_IN_EDGE", "1")
     stop = _on_stop_signals()
     try:
@@ -92,11 +97,13 @@ def run_up(nats_nodes: int = 1) -> int:
             env.setdefault("SIM_BASE_URL", f"http://127.0.0.1:{sim_port}/v1")
         for name, module, port_env, default_port, path, scaled in SERVICES:
             if name == "router" and router_in_edge(env):
-                continue  # every edge process hosts one (services/edge/local_router.py)
+                continue  # every edge process hosts one (services/node/)
             port = int(env.get(port_env, default_port))
             ensure_free(port, name)
             url = f"http://127.0.0.1:{port}{path}"
             workers_env = service_env(env, data_dir, name)  # their /metrics: the sum over this service's workers
+            if name == "edge":
+                module = edge_module(env)
             for worker in range(workers(name) if scaled else 1):
                 proc = supervisor.add(start_module(name if worker == 0 else f"{name}-{worker + 1}", module,
                                                    workers_env, log_dir))

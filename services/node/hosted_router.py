@@ -1,14 +1,6 @@
-"""A router in the edge's own process: SWITCHBOARD_ROUTER_IN_EDGE=1, for one machine.
-
-The edge then hands its inference requests to this router directly instead of over NATS, and
-its replies come back the same way (services/router/replies.py). The router is otherwise the
-whole router service: it has its own NATS connection, serves the router queue group (the jobs
-service's calls, catalog and health queries, other edges), meters through JetStream, shares the
-cache, health and breakers through KV, and serves its health and /metrics on the router's
-health port. `switchboard up` then starts no separate router processes. What this buys, on two
-cores, is the README's "Benchmark" section; a cluster keeps edge and router apart so each
-scales on its own (deploy/).
-"""
+"""The router as an edge in the same process sees it (libs/contracts/in_process.py): the whole
+router service, with its own NATS connection and its health and /metrics on the router's
+health port, plus the in-process calls the edge makes instead of publishing on the bus."""
 
 import asyncio
 import itertools
@@ -16,13 +8,13 @@ import itertools
 from aiohttp import web
 
 from libs.contracts.config import SwitchboardConfig
+from libs.contracts.in_process import Deliver
 from libs.runtime.env import env_int, env_str
 from libs.runtime.health import start_health_server
-from services.router.replies import Deliver
 from services.router.service import RouterService
 
 
-class LocalRouter:
+class HostedRouter:
     def __init__(self, config: SwitchboardConfig) -> None:
         self.service = RouterService(config)
         self._ids = itertools.count()
@@ -46,7 +38,6 @@ class LocalRouter:
 
     def send(self, subject: str, payload: bytes, reply_to: str, deliver: Deliver,
              headers: dict[str, str] | None = None) -> None:
-        """Dispatch one request; its replies are passed to `deliver` as they are made."""
         self.service.dispatch_local(subject, payload, reply_to, deliver, headers)
 
     def cancel(self, reply_to: str) -> None:
@@ -54,7 +45,6 @@ class LocalRouter:
 
     async def request(self, subject: str, payload: bytes, timeout_s: float,
                       headers: dict[str, str] | None = None) -> bytes:
-        """The one encoded reply to a whole-answer request; TimeoutError after `timeout_s`."""
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
         def deliver(data: bytes) -> None:
