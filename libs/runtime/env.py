@@ -65,9 +65,9 @@ def workers(service: str) -> int:
     """SWITCHBOARD_<SERVICE>_WORKERS: processes of a scaled-out service on one machine; default one
     per CPU this process may run on (a Python process uses one core at a time).
 
-    A trade-off, measured on two cores shared with NATS and the ledger (issue 10's note): one edge
-    and one router serve about 40 % more non-stream requests/s at 32 connections at about 30 % less
-    CPU per request, but a single router or edge process is the bottleneck of 1,000-2,000
-    concurrent streams (gaps over 1 s between chunks appear). The default keeps streams at scale
-    whole; set 1 and 1 on a small machine that serves mostly non-stream calls."""
+    Measured on two cores shared with NATS, the ledger and the upstream (issue 10's notes): with
+    the routers in the edges (`switchboard up`'s default) two edge workers serve about 40 % more
+    non-stream requests/s at 64 connections than one, at about 35 % more CPU per request. With
+    the two apart, one edge and one router beat two of each on non-stream throughput but a single
+    process of either is the bottleneck of 1,000-2,000 concurrent streams."""
     return max(1, env_int(f"SWITCHBOARD_{service.upper()}_WORKERS", len(os.sched_getaffinity(0))))

@@ -1,10 +1,12 @@
-"""libs/runtime/env.py's workers(): how many edge and router processes `switchboard up` runs."""
+"""libs/runtime/env.py's workers() and router_in_edge(): how many edge and router processes
+`switchboard up` runs, and whether an edge worker hosts a router."""
 
 import os
 
 import pytest
 
-from libs.runtime.env import workers
+from libs.runtime.env import router_in_edge, workers
+from tools.cli.up import edge_module
 
 
 @pytest.mark.parametrize("cpus", [1, 2, 8])
@@ -20,3 +22,11 @@ def test_the_setting_wins_and_is_never_below_one(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("SWITCHBOARD_ROUTER_WORKERS", value)
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(8)))
     assert workers("router") == expected
+
+
+@pytest.mark.parametrize(("value", "module"), [(None, "services.edge"), ("0", "services.edge"), ("", "services.edge"),
+                                               ("1", "services.node"), ("true", "services.node")])
+def test_router_in_edge_picks_what_an_edge_worker_runs(value: str | None, module: str) -> None:
+    env = {} if value is None else {"SWITCHBOARD_ROUTER_IN_EDGE": value}
+    assert edge_module(env) == module
+    assert router_in_edge(env) is (module == "services.node")
