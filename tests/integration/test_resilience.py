@@ -3,6 +3,8 @@
 import asyncio
 import concurrent.futures
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import nats
@@ -44,15 +46,19 @@ def test_router_killed_mid_request_gives_a_clean_error_in_time(private_gateway: 
 
 
 def test_router_killed_mid_stream_ends_the_stream_with_an_error(private_gateway: Cluster) -> None:
-    client = private_gateway.client()
-    stream = client.chat.completions.create(model="openai/gpt-4o+tps=5", stream=True,
-                                            messages=[{"role": "user", "content": "one two three four five six"}])
+    assert_killed_mid_stream_ends_it(private_gateway, private_gateway.routers[0].kill, EDGE_TIMEOUT_S + 3)
+
+
+def assert_killed_mid_stream_ends_it(cluster: Cluster, kill: Callable[[], None], within_s: float) -> None:
+    """`kill` a part after the stream's second chunk: the client's stream ends in an error, in time."""
+    stream = cluster.client().chat.completions.create(
+        model="openai/gpt-4o+tps=5", stream=True, messages=[{"role": "user", "content": "one two three four five six"}])
     started = time.monotonic()
     with pytest.raises(openai.APIError):
         for i, _ in enumerate(stream):
             if i == 1:
-                private_gateway.routers[0].kill()
-    assert time.monotonic() - started < EDGE_TIMEOUT_S + 3
+                kill()
+    assert time.monotonic() - started < within_s
 
 
 def test_nats_restart_while_the_gateway_runs(private_gateway: Cluster) -> None:
@@ -161,14 +167,18 @@ def test_key_without_inference_scope_is_403(gateway: Cluster) -> None:
 
 
 def test_client_leaving_a_stream_stops_the_upstream_call(private_gateway: Cluster) -> None:
+    assert_leaving_a_stream_stops_it(private_gateway, private_gateway.routers[0].log_path)
+
+
+def assert_leaving_a_stream_stops_it(cluster: Cluster, router_log: Path) -> None:
+    """A client hangs up after one chunk: the router logs the cancel and meters a 499 at no cost."""
     body = {"model": "openai/gpt-4o+tps=4", "stream": True,
             "messages": [{"role": "user", "content": " ".join(["word"] * 40)}]}
-    with httpx.stream("POST", f"{private_gateway.base_url}/chat/completions", json=body, timeout=10,
-                      headers={"Authorization": f"Bearer {private_gateway.admin_key}"}) as response:
+    with httpx.stream("POST", f"{cluster.base_url}/chat/completions", json=body, timeout=10,
+                      headers={"Authorization": f"Bearer {cluster.admin_key}"}) as response:
         request_id = response.headers["X-Request-Id"]
         lines = response.iter_lines()
         assert next(lines).startswith("data: ")  # one chunk, then the client hangs up
-    log = private_gateway.routers[0].log_path
-    eventually(lambda: '"event":"stream_cancelled"' in log.read_text(), 5)  # long before 40 words at 4/s
-    record = generation(private_gateway, request_id)
+    eventually(lambda: '"event":"stream_cancelled"' in router_log.read_text(), 5)  # long before 40 words at 4/s
+    record = generation(cluster, request_id)
     assert (record["status"], record["error_type"], record["cost"]["total_micros"]) == (499, "client_closed", 0)

@@ -11,6 +11,7 @@ import pytest
 
 from tests.integration.api import generation
 from tests.integration.cluster import EDGE_TIMEOUT_S, Cluster, cleanup, eventually, start_cluster
+from tests.integration.test_resilience import assert_killed_mid_stream_ends_it, assert_leaving_a_stream_stops_it
 
 IN_EDGE = {"SWITCHBOARD_ROUTER_IN_EDGE": "1"}
 USER = [{"role": "user", "content": "hi"}]
@@ -43,30 +44,14 @@ def test_the_edge_serves_the_router_health_and_metrics_on_the_router_port(in_edg
 
 
 def test_client_leaving_a_stream_stops_the_upstream_call(in_edge: Cluster) -> None:
-    body = {"model": "openai/gpt-4o+tps=4", "stream": True,
-            "messages": [{"role": "user", "content": " ".join(["word"] * 40)}]}
-    with httpx.stream("POST", f"{in_edge.base_url}/chat/completions", json=body, timeout=10,
-                      headers={"Authorization": f"Bearer {in_edge.admin_key}"}) as response:
-        request_id = response.headers["X-Request-Id"]
-        lines = response.iter_lines()
-        assert next(lines).startswith("data: ")  # one chunk, then the client hangs up
-    log = in_edge.edges[0].log_path
-    eventually(lambda: '"event":"stream_cancelled"' in log.read_text(), 5)  # long before 40 words at 4/s
-    record = generation(in_edge, request_id)
-    assert (record["status"], record["error_type"], record["cost"]["total_micros"]) == (499, "client_closed", 0)
+    assert_leaving_a_stream_stops_it(in_edge, in_edge.edges[0].log_path)  # the router logs in its edge's log
 
 
 def test_an_edge_killed_mid_stream_ends_it_and_its_restart_serves(in_edge: Cluster) -> None:
-    client = in_edge.client()
-    stream = client.chat.completions.create(model="openai/gpt-4o+tps=5", stream=True,
-                                            messages=[{"role": "user", "content": "one two three four five six"}])
-    started = time.monotonic()
-    with pytest.raises(openai.APIError):
-        for i, _ in enumerate(stream):
-            if i == 1:
-                in_edge.edges[0].crash()  # the supervisor restarts it, router and all
-    assert time.monotonic() - started < EDGE_TIMEOUT_S
+    # The supervisor restarts the edge, router and all.
+    assert_killed_mid_stream_ends_it(in_edge, in_edge.edges[0].crash, EDGE_TIMEOUT_S)
     in_edge.wait_ready(20)
+    client = in_edge.client()
     answer = eventually(lambda: client.chat.completions.create(model="openai/gpt-4o", messages=USER), 10)
     assert answer.choices[0].message.content == "Echo: hi"
 
