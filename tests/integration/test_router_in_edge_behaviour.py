@@ -15,20 +15,19 @@ import pytest
 from tests.integration import (
     test_cache,
     test_chat,
-    test_conformance_chat,
-    test_embeddings_models,
     test_errors,
     test_failover,
     test_jobs_chat,
     test_metering,
-    test_modalities,
     test_surfaces,
 )
 from tests.integration.cluster import Cluster, cleanup, start_cluster
 
 IN_EDGE = {"SWITCHBOARD_ROUTER_IN_EDGE": "1"}
-_MODULES: tuple[ModuleType, ...] = (test_cache, test_chat, test_conformance_chat, test_embeddings_models, test_errors,
-                                    test_failover, test_jobs_chat, test_metering, test_modalities, test_surfaces)
+# The paths where the hand-over differs: whole answers, streams (and their errors and cancels),
+# the surfaces' own error events, failover, the cache, metering, jobs calling in over NATS.
+_MODULES: tuple[ModuleType, ...] = (test_cache, test_chat, test_errors, test_failover, test_jobs_chat, test_metering,
+                                    test_surfaces)
 receiver = test_jobs_chat.receiver  # a fixture of that module's tests
 
 
