@@ -31,12 +31,12 @@ from libs.contracts.http.models import ModelCard, ModelList
 from services.edge.errors import GatewayError
 from services.edge.relay import request_reply
 from services.edge.state import EDGE, EdgeState
+from services.edge.stream_inbox import no_responders
 
 _BUS_TIMEOUT_S = 5.0
 _CHECK_TIMEOUT_S = 1.0
 # However often /v1/health is called, an edge asks the services at most once per this long.
 _PROBE_TTL_S = 1.0
-_NO_RESPONDERS = "503"
 # Each service answers an empty request on its subject at once (an "undecodable" 400 from
 # its decoder, or the router's health), so any answer shows a replica is subscribed and serving.
 _PINGS: tuple[tuple[Component, str], ...] = (
@@ -130,7 +130,7 @@ async def _ping(nc: Client, name: Component, subject: str) -> ComponentHealth:
         return ComponentHealth(name=name, ok=False, detail=f"no answer within {_CHECK_TIMEOUT_S:g}s")
     except (nats.errors.Error, RuntimeError) as exc:  # RuntimeError: nats-py on uvloop as its server dies
         return ComponentHealth(name=name, ok=False, detail=f"the message bus failed: {type(exc).__name__}")
-    if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
+    if no_responders(msg):
         return ComponentHealth(name=name, ok=False, detail="no replica is running")
     return ComponentHealth(name=name, ok=True, latency_ms=round((time.perf_counter() - started) * 1000, 2))
 

@@ -28,9 +28,8 @@ from libs.contracts.errors import ErrorBody, error_json
 from libs.contracts.in_process import InProcessRouter
 from libs.contracts.money import cents_header
 from services.edge.errors import GatewayError
-from services.edge.stream_inbox import StreamInbox, StreamInboxes
+from services.edge.stream_inbox import StreamInbox, StreamInboxes, no_responders
 
-_NO_RESPONDERS = "503"
 # The SSE event that ends a stream failing after its first byte, given the error and the last chunk
 # already relayed (the Responses API numbers its events, so its error event continues the count).
 ErrorEvent = Callable[[ErrorBody, bytes], bytes]
@@ -112,7 +111,7 @@ async def request_reply(nc: Client, subject: str, payload: bytes, timeout_s: flo
         # nats-py on uvloop, in the moment its server dies (a cluster node, say): the socket is
         # closed before the client notices, and a publish writing to it raises this.
         raise _unavailable("The gateway lost its message bus") from exc
-    if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
+    if no_responders(msg):
         raise _unavailable(unavailable)
     return _as_reply(msg.data)
 

@@ -21,6 +21,11 @@ from libs.contracts.bus.inference import Failure, encode
 from libs.contracts.errors import ErrorBody
 
 _NO_RESPONDERS = "503"
+
+
+def no_responders(msg: Msg) -> bool:
+    """The server's answer to a request nobody subscribes to (its Status header)."""
+    return bool(msg.headers) and msg.headers.get("Status") == _NO_RESPONDERS
 # What the server's "no responders" status for a stream's request becomes in the inbox.
 NO_ROUTER = encode(Failure(ErrorBody("No router is serving requests; retry shortly.", errors.UNAVAILABLE, 503)))
 
@@ -80,4 +85,4 @@ class StreamInboxes:
     async def _deliver(self, msg: Msg) -> None:
         inbox = self._open.get(msg.subject)
         if inbox is not None:  # else: a late chunk of a stream already given up on
-            inbox.put(NO_ROUTER if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS else msg.data)
+            inbox.put(NO_ROUTER if no_responders(msg) else msg.data)
