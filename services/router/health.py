@@ -88,6 +88,13 @@ class HealthBook:
             return True
         return not self._remote_open(key)
 
+    def _state(self, entry: _Deployment) -> BreakerState:
+        """The state a call would meet now: an open breaker whose cooldown is over lets a probe
+        through, so it is reported half-open even before a call has moved it there."""
+        if entry.state == "open" and self._clock() - entry.opened_at >= self._cooldown_s:
+            return "half_open"
+        return entry.state
+
     def reopens_in(self, key: str) -> float:
         entry = self._get(key)
         return max(0.0, self._cooldown_s - (self._clock() - entry.opened_at)) if entry.state == "open" else 0.0
@@ -128,7 +135,7 @@ class HealthBook:
             failures = sum(1 for ok, _ in entry.outcomes if not ok)
             total = len(entry.outcomes)
             rows.append(DeploymentHealth(
-                deployment=key, provider=entry.provider, model=entry.model, state=entry.state, requests=total,
+                deployment=key, provider=entry.provider, model=entry.model, state=self._state(entry), requests=total,
                 failures=failures, success_rate=round((total - failures) / total, 4) if total else 1.0,
                 p50_latency_ms=_percentile(oks, 50), p95_latency_ms=_percentile(oks, 95)))
         return HealthSnapshot(replica=self.replica, updated_ms=int(time.time() * 1000), deployments=rows)

@@ -44,6 +44,20 @@ def test_breaker_opens_after_consecutive_failures_and_probes_once() -> None:
     assert health.allow("p/m") and health.allow("p/m")
 
 
+def test_snapshot_reports_an_open_breaker_past_its_cooldown_as_half_open() -> None:
+    # What /health/providers shows must be what the next call meets: a probe goes through.
+    clock = Clock()
+    health = book(clock)
+    for _ in range(3):
+        health.record("p/m", False, 5)
+    assert health.snapshot().deployments[0].state == "open"
+    clock.now += 10
+    assert health.snapshot().deployments[0].state == "half_open"
+    assert health.allow("p/m")
+    health.record("p/m", False, 5)
+    assert health.snapshot().deployments[0].state == "open"
+
+
 def test_snapshot_rates_and_percentiles() -> None:
     health = book()
     for ms in range(1, 21):
