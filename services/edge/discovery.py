@@ -71,7 +71,7 @@ def requested_surfaces(values: list[str]) -> list[Surface]:
 
 async def _catalog(state: EdgeState) -> ModelList:
     reply = await request_reply(state.nc, subjects.CATALOG_LIST, catalog_bus.encode(catalog_bus.ModelsQuery()),
-                                _BUS_TIMEOUT_S)
+                                _BUS_TIMEOUT_S, local=state.router)
     return _decode_models(reply.body)
 
 
@@ -109,7 +109,8 @@ async def providers(request: web.Request) -> web.StreamResponse:
     state: EdgeState = request.app[EDGE]
     state.keys.check(request.headers)
     cards = (await _catalog(state)).data
-    health = _decode_health((await request_reply(state.nc, subjects.HEALTH_PROVIDERS, b"", _BUS_TIMEOUT_S)).body)
+    health = _decode_health((await request_reply(state.nc, subjects.HEALTH_PROVIDERS, b"", _BUS_TIMEOUT_S,
+                                                 local=state.router)).body)
     # A provider configured with no catalog model of its own (a deployment of another's model)
     # shows up once it has served traffic.
     names = sorted({card.provider for card in cards} | {d.provider for d in health.data})

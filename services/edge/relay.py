@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import msgspec
 import nats.errors
+import structlog
 from aiohttp import web
 from nats.aio.client import Client
 
@@ -28,11 +29,12 @@ from libs.contracts.errors import ErrorBody, error_json
 from libs.contracts.in_process import InProcessRouter
 from libs.contracts.money import cents_header
 from services.edge.errors import GatewayError
-from services.edge.stream_inbox import StreamInbox, StreamInboxes, no_responders
+from services.edge.stream_inbox import NO_ROUTER_TEXT, StreamInbox, StreamInboxes, no_responders
 
 # The SSE event that ends a stream failing after its first byte, given the error and the last chunk
 # already relayed (the Responses API numbers its events, so its error event continues the count).
 ErrorEvent = Callable[[ErrorBody, bytes], bytes]
+log = structlog.get_logger()
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -93,9 +95,15 @@ def _as_reply(data: bytes) -> Reply:
 
 
 async def request_reply(nc: Client, subject: str, payload: bytes, timeout_s: float,
-                        unavailable: str = "No router is serving requests",
-                        headers: dict[str, str] | None = None) -> Reply:
-    """Send one request and return the service's Reply (raising its Failure as a GatewayError)."""
+                        unavailable: str = NO_ROUTER_TEXT,
+                        headers: dict[str, str] | None = None, local: InProcessRouter | None = None) -> Reply:
+    """Send one request and return the service's Reply (raising its Failure as a GatewayError);
+    `local`, when the edge hosts a router, answers it without the bus."""
+    if local is not None:
+        try:
+            return _as_reply(await local.request(subject, payload, timeout_s, headers))
+        except TimeoutError as exc:
+            raise _timeout(timeout_s) from exc
     if not nc.is_connected:
         raise _unavailable("The gateway is reconnecting to its message bus")
     try:
@@ -114,15 +122,6 @@ async def request_reply(nc: Client, subject: str, payload: bytes, timeout_s: flo
     if no_responders(msg):
         raise _unavailable(unavailable)
     return _as_reply(msg.data)
-
-
-async def local_request_reply(router: InProcessRouter, subject: str, payload: bytes, timeout_s: float,
-                              headers: dict[str, str] | None = None) -> Reply:
-    """request_reply to the router in this process."""
-    try:
-        return _as_reply(await router.request(subject, payload, timeout_s, headers))
-    except TimeoutError as exc:
-        raise _timeout(timeout_s) from exc
 
 
 def reply_response(reply: Reply, request_id: str) -> web.Response:
@@ -153,6 +152,7 @@ async def relay_stream(request: web.Request, inboxes: StreamInboxes, subject: st
             await nc.publish(subject, payload, reply=inbox.subject, headers=headers)
         arrived = await inbox.take(timeout_s)
         if not arrived:
+            await _stop_router(local, nc, inbox.subject)
             raise _timeout(timeout_s)
         first = _decode(arrived[0])
         if isinstance(first, Failure):
@@ -165,21 +165,33 @@ async def relay_stream(request: web.Request, inboxes: StreamInboxes, subject: st
             meta = await _pump(response, inbox, arrived[1:], idle_timeout_s, error_event or _error_event)
             if meta is not None and on_end is not None:
                 on_end(meta)
-        except ConnectionError:
-            # The client went away: tell the router to stop generating (and paying for) the rest.
-            if local is not None:
-                local.cancel(inbox.subject)
-            else:
-                await nc.publish(subjects.STREAM_CANCEL, inbox.subject.encode())
+        except (ConnectionError, _Stalled):  # the client went away, or the edge gave up on the stream
+            await _stop_router(local, nc, inbox.subject)
         return response
     finally:
         inboxes.close(inbox)
 
 
+class _Stalled(Exception):
+    """Nothing came from the router for the idle timeout; the client has been told."""
+
+
+async def _stop_router(local: InProcessRouter | None, nc: Client, reply_to: str) -> None:
+    """Tell the router answering on `reply_to` to stop generating (and paying for) a stream nobody
+    reads any more. Best effort: a router that is gone has stopped already."""
+    if local is not None:
+        local.cancel(reply_to)
+        return
+    try:
+        await nc.publish(subjects.STREAM_CANCEL, reply_to.encode())
+    except (nats.errors.Error, RuntimeError) as exc:  # the bus is away; the router's own timeouts end it
+        log.info("stream_cancel_not_sent", error=repr(exc))
+
+
 async def _pump(response: web.StreamResponse, inbox: StreamInbox, arrived: list[bytes], idle_timeout_s: float,
                 error_event: ErrorEvent) -> DispatchMeta | None:
     """Write chunks as they arrive, those that arrived together in one write; end with the router's
-    end marker (its meta returned) or an error event."""
+    end marker (its meta returned) or an error event (_Stalled if the router fell silent)."""
     last = time.monotonic()
     sent = b""  # the latest chunk, for the error event
     while True:
@@ -189,7 +201,7 @@ async def _pump(response: web.StreamResponse, inbox: StreamInbox, arrived: list[
                 waited = time.monotonic() - last
                 await response.write(error_event(ErrorBody(
                     f"The stream stalled: nothing from the router for {waited:.0f}s.", errors.TIMEOUT, 504), sent))
-                return None
+                raise _Stalled
             last = time.monotonic()
         pending: list[bytes] = []
         for msg in arrived:

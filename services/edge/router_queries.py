@@ -1,5 +1,5 @@
-"""Edge routes answered by the router over NATS: the model catalog, provider health, and
-the response cache purge."""
+"""Edge routes answered by the router: the model catalog, provider health (by the router in this
+process when the edge hosts one, else over NATS), and the response cache purge (over NATS)."""
 
 import msgspec
 import nats.errors
@@ -29,7 +29,8 @@ async def list_models(request: web.Request) -> web.StreamResponse:
                            f"Unknown modality '{modality}'; use one of {', '.join(sorted(_MODALITIES))}.",
                            param="modality")
     query = catalog_bus.ModelsQuery(provider=request.query.get("provider"), modality=modality)
-    reply = await request_reply(state.nc, subjects.CATALOG_LIST, catalog_bus.encode(query), _CATALOG_TIMEOUT_S)
+    reply = await request_reply(state.nc, subjects.CATALOG_LIST, catalog_bus.encode(query), _CATALOG_TIMEOUT_S,
+                                local=state.router)
     return reply_response(reply, request[REQUEST_ID])
 
 
@@ -37,7 +38,8 @@ async def get_model(request: web.Request) -> web.StreamResponse:
     state: EdgeState = request.app[EDGE]
     state.keys.check(request.headers)
     query = catalog_bus.ModelsQuery(model_id=request.match_info["model_id"])
-    reply = await request_reply(state.nc, subjects.CATALOG_GET, catalog_bus.encode(query), _CATALOG_TIMEOUT_S)
+    reply = await request_reply(state.nc, subjects.CATALOG_GET, catalog_bus.encode(query), _CATALOG_TIMEOUT_S,
+                                local=state.router)
     return reply_response(reply, request[REQUEST_ID])
 
 
@@ -45,7 +47,7 @@ async def provider_health(request: web.Request) -> web.StreamResponse:
     """Breaker state, success rate and latency per deployment, merged over router replicas."""
     state: EdgeState = request.app[EDGE]
     state.keys.check(request.headers)
-    reply = await request_reply(state.nc, subjects.HEALTH_PROVIDERS, b"", _CATALOG_TIMEOUT_S)
+    reply = await request_reply(state.nc, subjects.HEALTH_PROVIDERS, b"", _CATALOG_TIMEOUT_S, local=state.router)
     return reply_response(reply, request[REQUEST_ID])
 
 

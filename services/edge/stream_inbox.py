@@ -23,11 +23,15 @@ from libs.contracts.errors import ErrorBody
 _NO_RESPONDERS = "503"
 
 
+NO_ROUTER_TEXT = "No router is serving requests"
+# What the server's "no responders" status for a stream's request becomes in the inbox: the 503
+# that relay.request_reply answers for a whole one.
+NO_ROUTER = encode(Failure(ErrorBody(f"{NO_ROUTER_TEXT}; retry shortly.", errors.UNAVAILABLE, 503)))
+
+
 def no_responders(msg: Msg) -> bool:
     """The server's answer to a request nobody subscribes to (its Status header)."""
     return bool(msg.headers) and msg.headers.get("Status") == _NO_RESPONDERS
-# What the server's "no responders" status for a stream's request becomes in the inbox.
-NO_ROUTER = encode(Failure(ErrorBody("No router is serving requests; retry shortly.", errors.UNAVAILABLE, 503)))
 
 
 class StreamInbox:

@@ -93,7 +93,8 @@ class Dispatcher:
         self._streams: dict[str, asyncio.Task[None]] = {}  # reply inbox -> the task relaying that stream
 
     def cancel(self, reply_to: str) -> None:
-        """The stream's client left: stop reading the provider (closing the upstream request)."""
+        """The stream's client left, or its edge gave up on it: stop reading the provider (closing
+        the upstream request)."""
         task = self._streams.get(reply_to)
         if task is not None:
             task.cancel()
@@ -255,19 +256,29 @@ class Dispatcher:
     async def _stream(self, reply_to: str, request: InferenceRequest, routes: Iterator[Route],
                       received: float, key: str | None, surface: Surface | None) -> None:
         started = time.perf_counter()
-        route, stream, _ = await self._attempts(request, routes, stream=True)
+        current = asyncio.current_task()
+        if current is not None:  # cancel() can stop it from here on, the provider's first byte included
+            self._streams[reply_to] = current
+        try:
+            route, stream, _ = await self._attempts(request, routes, stream=True)
+        except asyncio.CancelledError:
+            # The edge gave up before the first byte (its deadline): nothing reached the client,
+            # so nothing is generated, or billed, for nobody.
+            self._streams.pop(reply_to, None)
+            log.info("stream_cancelled_before_start")
+            return
+        except BaseException:
+            self._streams.pop(reply_to, None)
+            raise
         assert isinstance(stream, UpstreamStream)
         meta = DispatchMeta(model=route.slug, provider=route.provider, upstream_latency_ms=stream.ttfb_ms,
                             cache_status=CACHE_STATUS_MISS if key is not None else None)
-        await self._send(reply_to, StreamStart(meta))
         assembler = StreamAssembler() if key is not None else None
         capture = StreamCapture(len(request.body)) if wanted(request) else None
         converter = surface.stream() if surface is not None else None
-        current = asyncio.current_task()
-        if current is not None:
-            self._streams[reply_to] = current
         first_chunk = True
         try:
+            await self._send(reply_to, StreamStart(meta))
             async for events in stream:
                 if assembler is not None:
                     assembler.feed(events)
@@ -287,8 +298,9 @@ class Dispatcher:
                              stream.usage, converter)
             return
         except asyncio.CancelledError:
-            # Cancelled because the client left (see cancel()): the provider's partial usage is
-            # unknown, so the request is recorded as closed by the client (499), at no charge.
+            # Cancelled because the client left or the edge gave up (see cancel()): the provider's
+            # partial usage is unknown, so the request is recorded as closed by the client (499),
+            # at no charge.
             log.info("stream_cancelled", deployment=route.key)
             self._health.record(route.key, True, stream.ttfb_ms)  # the provider was fine so far
             meta.cost = self._pricing.cost(route.price, None, succeeded=False)

@@ -109,8 +109,8 @@ class RouterService:
         self._longrun = LongRunner(self.catalog, self.longrun, self.pricing, self._usage, self.health, blobs,
                                    env_int("SWITCHBOARD_LONGRUN_MAX_BYTES", DEFAULT_MAX_BYTES))
         handlers = {subjects.INFER_CHAT: self._on_inference, subjects.INFER_EMBEDDINGS: self._on_inference,
-                    subjects.INFER_MODALITY: self._on_inference, subjects.CATALOG_LIST: self._on_catalog,
-                    subjects.CATALOG_GET: self._on_catalog, subjects.HEALTH_PROVIDERS: self._on_health,
+                    subjects.INFER_MODALITY: self._on_inference, subjects.CATALOG_LIST: self._on_query,
+                    subjects.CATALOG_GET: self._on_query, subjects.HEALTH_PROVIDERS: self._on_query,
                     subjects.CACHE_PURGE: self._on_purge, subjects.INFER_LONGRUN: self._on_longrun}
         self._subscriptions = [
             await self._nc.subscribe(subject, queue=subjects.ROUTER_QUEUE, cb=handler, pending_msgs_limit=65536)
@@ -161,9 +161,15 @@ class RouterService:
         if self._dispatcher is not None:
             self._dispatcher.cancel(msg.data.decode(errors="replace"))
 
-    async def _on_catalog(self, msg: Msg) -> None:
+    def answer_query(self, subject: str, data: bytes) -> bytes | None:
+        """The encoded reply to a catalog or health query, which the router answers from what it
+        holds; None for any other subject. Used on the bus and by an edge in this process."""
+        if subject == subjects.HEALTH_PROVIDERS:
+            return encode(Reply(200, _encode_json(self.health.merged())))
+        if subject not in (subjects.CATALOG_LIST, subjects.CATALOG_GET):
+            return None
         try:
-            query = catalog_bus.decode_query(msg.data)
+            query = catalog_bus.decode_query(data)
             if query.model_id is not None:
                 body = _encode_json(self.catalog.card(query.model_id))
             else:
@@ -173,10 +179,12 @@ class RouterService:
             answer = failure(exc.status, exc.type, exc.message)
         except msgspec.DecodeError:
             answer = failure(400, errors.INVALID_REQUEST, "undecodable catalog query")
-        await msg.respond(encode(answer))
+        return encode(answer)
 
-    async def _on_health(self, msg: Msg) -> None:
-        await msg.respond(encode(Reply(200, _encode_json(self.health.merged()))))
+    async def _on_query(self, msg: Msg) -> None:
+        answer = self.answer_query(msg.subject, msg.data)
+        if answer is not None:
+            await msg.respond(answer)
 
     async def _on_purge(self, msg: Msg) -> None:
         try:

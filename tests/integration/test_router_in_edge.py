@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.integration.api import generation
+from tests.integration.api import call, generation
 from tests.integration.cluster import EDGE_TIMEOUT_S, Cluster, cleanup, eventually, start_cluster
 from tests.integration.test_resilience import assert_killed_mid_stream_ends_it, assert_leaving_a_stream_stops_it
 
@@ -84,10 +84,15 @@ def test_nats_restart_while_the_gateway_runs(in_edge: Cluster) -> None:
         assert answered.choices[0].message.content == "Echo: hi"
     except openai.APIStatusError as err:
         assert err.status_code in (503, 504) and err.body["type"] in ("service_unavailable_error", "timeout_error")
+    # The catalog and provider health are the edge's own router's to answer: no bus needed.
+    assert any(m.id == "openai/gpt-4o" for m in client.models.list().data)
+    assert client.models.retrieve("openai/gpt-4o").id == "openai/gpt-4o"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("nosuch/model")
+    health = call(in_edge, "GET", "/health/providers")
+    assert health.status_code == 200 and health.json()["data"]
     in_edge.nats.start()
     answer = eventually(lambda: client.chat.completions.create(model="openai/gpt-4o", messages=USER), 20)
     assert answer.choices[0].message.content == "Echo: hi"
     chunks = client.chat.completions.create(model="openai/gpt-4o", messages=USER, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: hi"
-    # The catalog is asked over the bus, which the inference above did not need: once reconnected.
-    assert eventually(lambda: client.models.list().data, 20)

@@ -79,7 +79,7 @@ async def _read_catalog(request: web.Request) -> ModelList | None:
     state = request.app[EDGE]
     try:
         reply = await request_reply(state.nc, subjects.CATALOG_LIST, catalog_bus.encode(catalog_bus.ModelsQuery()),
-                                    _CATALOG_TIMEOUT_S)
+                                    _CATALOG_TIMEOUT_S, local=state.router)
         return _decode_models(reply.body)
     except (GatewayError, msgspec.DecodeError):
         return None

@@ -1,0 +1,81 @@
+"""The edge's own deadlines, set shorter than the router's upstream read timeout (the reverse of
+the test gateway's): the client gets the edge's clean 504 or stall event, and the router stops
+the work nobody will read, so it is neither generated on nor billed as answered.
+
+Both ways the edge reaches its router: over NATS (edges and routers apart) and in process
+(SWITCHBOARD_ROUTER_IN_EDGE=1)."""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.integration.api import call, generation
+from tests.integration.cluster import Cluster, cleanup, eventually, start_cluster
+
+EDGE_DEADLINE_S = 1.0
+DEADLINES = {"SWITCHBOARD_REQUEST_TIMEOUT_S": str(EDGE_DEADLINE_S),
+             "SWITCHBOARD_STREAM_IDLE_TIMEOUT_S": str(EDGE_DEADLINE_S),
+             "SWITCHBOARD_ROUTER_READ_TIMEOUT_S": "10"}
+USER = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module", params=["apart", "in_edge"])
+def short_edge(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    in_edge = request.param == "in_edge"
+    cluster = start_cluster(routers=0 if in_edge else 1,
+                            extra_env={**DEADLINES, "SWITCHBOARD_ROUTER_IN_EDGE": "1" if in_edge else "0"})
+    yield cluster
+    cleanup(cluster)
+
+
+def _router_log(cluster: Cluster) -> Path:
+    return (cluster.routers[0] if cluster.routers else cluster.edges[0]).log_path
+
+
+def test_a_whole_answer_past_the_edge_deadline_is_a_clean_504(short_edge: Cluster) -> None:
+    started = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as err:
+        short_edge.client().chat.completions.create(model="openai/gpt-4o+hang", messages=USER, timeout=10)
+    assert err.value.status_code == 504 and err.value.body["type"] == "timeout_error"
+    assert f"within {EDGE_DEADLINE_S:g}s" in err.value.body["message"]
+    assert time.monotonic() - started < 10  # the edge's deadline, not the client's
+
+
+def test_a_stream_without_a_first_byte_by_the_deadline_is_stopped_and_not_billed(short_edge: Cluster) -> None:
+    client = short_edge.client()
+    log = _router_log(short_edge)
+    before = log.read_text().count("stream_cancelled_before_start")
+    ttft_ms = 2500
+    started = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as err:
+        client.chat.completions.create(model=f"openai/gpt-4o+ttft={ttft_ms}", messages=USER, stream=True, timeout=10)
+    assert err.value.status_code == 504 and err.value.body["type"] == "timeout_error"
+    request_id = err.value.response.headers["X-Request-Id"]
+    eventually(lambda: log.read_text().count("stream_cancelled_before_start") > before, 5)
+    # Had the router gone on, the provider's answer would have been metered as a 200 by now.
+    time.sleep(max(0.0, ttft_ms / 1000 + 0.3 - (time.monotonic() - started)))
+    later = client.chat.completions.with_raw_response.create(model="openai/gpt-4o", messages=USER)
+    assert generation(short_edge, later.headers["X-Request-Id"])["status"] == 200  # the ledger is caught up
+    assert call(short_edge, "GET", "/generations", params={"id": request_id}).status_code == 404
+
+
+def test_a_stream_that_stalls_gets_an_error_event_and_its_router_stops(short_edge: Cluster) -> None:
+    body = {"model": "openai/gpt-4o+tps=0.4", "stream": True,
+            "messages": [{"role": "user", "content": " ".join(["word"] * 10)}]}
+    log = _router_log(short_edge)
+    before = log.read_text().count('"event":"stream_cancelled"')
+    with httpx.stream("POST", f"{short_edge.base_url}/chat/completions", json=body, timeout=10,
+                      headers={"Authorization": f"Bearer {short_edge.admin_key}"}) as response:
+        assert response.status_code == 200
+        request_id = response.headers["X-Request-Id"]
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert "The stream stalled" in lines[-1] and '"timeout_error"' in lines[-1]
+    # The router was still waiting on the provider (its read timeout is 10 s): told to stop, it
+    # records the stream as closed on the client's side, at no charge.
+    eventually(lambda: log.read_text().count('"event":"stream_cancelled"') > before, 5)
+    record = generation(short_edge, request_id)
+    assert (record["status"], record["error_type"], record["cost"]["total_micros"]) == (499, "client_closed", 0)
