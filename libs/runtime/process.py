@@ -1,4 +1,5 @@
-"""Running a service process: logging, uvloop, and SIGINT/SIGTERM -> graceful stop."""
+"""Running a service process: logging, uvloop, the garbage collector's settings, and
+SIGINT/SIGTERM -> graceful stop."""
 
 import asyncio
 import resource
@@ -9,6 +10,7 @@ from typing import Protocol
 import structlog
 
 from libs.runtime.env import env_int, env_str
+from libs.runtime.gc_tuning import tune_gc
 from libs.runtime.health import start_health_server
 from libs.runtime.logs import configure_logging
 from libs.runtime.metrics import Metrics
@@ -24,6 +26,7 @@ def run_service(name: str, serve: Callable[[asyncio.Event], Awaitable[None]]) ->
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        tune_gc()  # the modules are imported: what the process keeps for good
         await serve(stop)
 
     try:
