@@ -195,6 +195,9 @@ class Dispatcher:
                     else:
                         answer = await adapter.complete(request.operation, route.upstream_model, request.body,
                                                         request.content_type)
+                except asyncio.CancelledError:
+                    self._health.release(route.key)  # no verdict on the provider: its probe slot is free
+                    raise
                 except UpstreamError as exc:
                     latency_ms = (time.perf_counter() - started) * 1000
                     last, last_route = exc, route
@@ -204,6 +207,7 @@ class Dispatcher:
                     if not retryable(exc):
                         raise _Exhausted(exc, route, latency_ms) from exc
                     if exc.kind == "saturated":  # our own pool is full: the provider is not to blame
+                        self._health.release(route.key)
                         log.warning("upstream_pool_saturated", deployment=route.key)
                         break  # next deployment, which may have room
                     self._health.record(route.key, False, latency_ms)

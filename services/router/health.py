@@ -88,6 +88,13 @@ class HealthBook:
             return True
         return not self._remote_open(key)
 
+    def release(self, key: str) -> None:
+        """A call ended with no verdict on the provider (cancelled, or our own pool was full): if it
+        held the half-open probe slot, the next call may probe instead."""
+        entry = self._get(key)
+        if entry.state == "half_open":
+            entry.probing = False
+
     def _state(self, entry: _Deployment) -> BreakerState:
         """The state a call would meet now: an open breaker whose cooldown is over lets a probe
         through, so it is reported half-open even before a call has moved it there."""

@@ -58,6 +58,21 @@ def test_snapshot_reports_an_open_breaker_past_its_cooldown_as_half_open() -> No
     assert health.snapshot().deployments[0].state == "open"
 
 
+def test_a_probe_that_ends_without_a_verdict_frees_the_slot() -> None:
+    # A probe cancelled (its edge gave up) or refused by our own full pool says nothing about the
+    # provider: without release() the breaker would stay half-open with its one slot taken, for good.
+    clock = Clock()
+    health = book(clock)
+    for _ in range(3):
+        health.record("p/m", False, 5)
+    clock.now += 10
+    assert health.allow("p/m") and not health.allow("p/m")
+    health.release("p/m")
+    assert health.allow("p/m") and not health.allow("p/m")
+    health.release("x/closed")  # a closed breaker has no slot to free
+    assert health.allow("x/closed") and health.allow("x/closed")
+
+
 def test_snapshot_rates_and_percentiles() -> None:
     health = book()
     for ms in range(1, 21):
