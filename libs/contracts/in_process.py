@@ -25,4 +25,4 @@ class InProcessRouter(Protocol):
     async def request(self, subject: str, payload: bytes, timeout_s: float,
                       headers: dict[str, str] | None = None) -> bytes:
         """The one encoded reply to a whole-answer request, or to a catalog or health query
-        (answered without NATS); TimeoutError after `timeout_s`."""
+        (answered without NATS); TimeoutError after `timeout_s`, the request then cancelled."""

@@ -15,7 +15,7 @@ from libs.contracts.http.chat import AUTO_MODEL, ChatCompletionRequest
 from libs.contracts.http.embeddings import EmbeddingsRequest
 from services.edge import job_calls
 from services.edge.errors import RECEIVED_NS, REQUEST_ID, GatewayError
-from services.edge.relay import ErrorEvent, relay_stream, reply_response, request_reply
+from services.edge.relay import ErrorEvent, ask_router, relay_stream, reply_response
 from services.edge.spans import traceparent_for
 from services.edge.spend_leases import Hold
 from services.edge.state import EDGE, EdgeState
@@ -101,8 +101,8 @@ async def send(request: web.Request, state: EdgeState, sub: SubAccountRecord | N
             return await relay_stream(request, state.streams, subject, encode(message), request[REQUEST_ID],
                                       state.settings.request_timeout_s, state.settings.stream_idle_timeout_s,
                                       on_end=ended, error_event=error_event, headers=headers, local=state.router)
-        reply = await request_reply(state.nc, subject, encode(message), state.settings.request_timeout_s,
-                                    headers=headers, local=state.router)
+        reply = await ask_router(state.streams, subject, encode(message), state.settings.request_timeout_s,
+                                 headers=headers, local=state.router)
         ended(reply.meta)
         return reply_response(reply, request[REQUEST_ID])
     except BaseException as exc:

@@ -124,6 +124,31 @@ async def request_reply(nc: Client, subject: str, payload: bytes, timeout_s: flo
     return _as_reply(msg.data)
 
 
+async def ask_router(inboxes: StreamInboxes, subject: str, payload: bytes, timeout_s: float,
+                     headers: dict[str, str] | None = None, local: InProcessRouter | None = None) -> Reply:
+    """One whole answer to an inference request. Past the deadline the router is told to stop,
+    as for a stream, so an answer the client never gets is neither generated nor billed: over
+    NATS the reply comes to one of the edge's own inboxes, whose subject the cancel names."""
+    nc = inboxes.nc
+    if local is not None:
+        return await request_reply(nc, subject, payload, timeout_s, headers=headers, local=local)
+    if not nc.is_connected:
+        raise _unavailable("The gateway is reconnecting to its message bus")
+    inbox = inboxes.open()
+    try:
+        try:
+            await nc.publish(subject, payload, reply=inbox.subject, headers=headers)
+        except (nats.errors.Error, RuntimeError) as exc:  # RuntimeError: see request_reply
+            raise _unavailable("The gateway lost its message bus") from exc
+        arrived = await inbox.take(timeout_s)
+        if not arrived:
+            await _stop_router(None, nc, inbox.subject)
+            raise _timeout(timeout_s)
+        return _as_reply(arrived[0])
+    finally:
+        inboxes.close(inbox)
+
+
 def reply_response(reply: Reply, request_id: str) -> web.Response:
     headers = meta_headers(reply.meta, request_id)
     headers["Content-Type"] = reply.content_type

@@ -54,6 +54,11 @@ class HostedRouter:
             if not answer.done():
                 answer.set_result(data)
 
-        self.send(subject, payload, f"_LOCAL.{next(self._ids)}", deliver, headers)
-        async with asyncio.timeout(timeout_s):
-            return await answer
+        reply_to = f"_LOCAL.{next(self._ids)}"
+        self.send(subject, payload, reply_to, deliver, headers)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await answer
+        except TimeoutError:
+            self.cancel(reply_to)  # the edge gives up: the router stops calling the provider
+            raise

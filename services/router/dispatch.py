@@ -90,12 +90,14 @@ class Dispatcher:
         self._aliases = aliases
         self._audio = audio
         self._rng = random.Random()
-        self._streams: dict[str, asyncio.Task[None]] = {}  # reply inbox -> the task relaying that stream
+        # reply inbox -> the task answering it, while cancel() may stop it: a stream from its first
+        # attempt to its end, a whole answer until the provider has answered
+        self._cancellable: dict[str, asyncio.Task[None]] = {}
 
     def cancel(self, reply_to: str) -> None:
-        """The stream's client left, or its edge gave up on it: stop reading the provider (closing
-        the upstream request)."""
-        task = self._streams.get(reply_to)
+        """The stream's client left, or its edge gave up on the request: stop calling or reading
+        the provider (closing the upstream request)."""
+        task = self._cancellable.get(reply_to)
         if task is not None:
             task.cancel()
 
@@ -229,9 +231,33 @@ class Dispatcher:
                 return route, answer, latency_ms
         raise _Exhausted(last, last_route, latency_ms)
 
+    async def _cancellable_attempts(self, reply_to: str, request: InferenceRequest, routes: Iterator[Route],
+                                    stream: bool) -> tuple[Route, UpstreamResult | UpstreamStream, float] | None:
+        """_attempts, which cancel(reply_to) stops: None then. The edge gave up before the answer
+        (its deadline), so nothing reached the client and nothing is sent, generated or billed.
+        A stream stays cancellable until it ends (the caller unregisters it)."""
+        current = asyncio.current_task()
+        if current is not None:
+            self._cancellable[reply_to] = current
+        try:
+            attempted = await self._attempts(request, routes, stream)
+        except asyncio.CancelledError:
+            self._cancellable.pop(reply_to, None)
+            log.info("cancelled_before_answer", stream=stream)
+            return None
+        except BaseException:
+            self._cancellable.pop(reply_to, None)
+            raise
+        if not stream:
+            self._cancellable.pop(reply_to, None)
+        return attempted
+
     async def _complete(self, reply_to: str, request: InferenceRequest, routes: Iterator[Route],
                         received: float, key: str | None, surface: Surface | None) -> None:
-        route, answer, _ = await self._attempts(request, routes, stream=False)
+        attempted = await self._cancellable_attempts(reply_to, request, routes, stream=False)
+        if attempted is None:
+            return
+        route, answer, _ = attempted
         assert isinstance(answer, UpstreamResult)
         meta = DispatchMeta(model=route.slug, provider=route.provider, upstream_latency_ms=answer.latency_ms,
                             usage=answer.usage, cost=self._pricing.cost(route.price, answer.usage, succeeded=True,
@@ -260,20 +286,10 @@ class Dispatcher:
     async def _stream(self, reply_to: str, request: InferenceRequest, routes: Iterator[Route],
                       received: float, key: str | None, surface: Surface | None) -> None:
         started = time.perf_counter()
-        current = asyncio.current_task()
-        if current is not None:  # cancel() can stop it from here on, the provider's first byte included
-            self._streams[reply_to] = current
-        try:
-            route, stream, _ = await self._attempts(request, routes, stream=True)
-        except asyncio.CancelledError:
-            # The edge gave up before the first byte (its deadline): nothing reached the client,
-            # so nothing is generated, or billed, for nobody.
-            self._streams.pop(reply_to, None)
-            log.info("stream_cancelled_before_start")
+        attempted = await self._cancellable_attempts(reply_to, request, routes, stream=True)
+        if attempted is None:
             return
-        except BaseException:
-            self._streams.pop(reply_to, None)
-            raise
+        route, stream, _ = attempted
         assert isinstance(stream, UpstreamStream)
         meta = DispatchMeta(model=route.slug, provider=route.provider, upstream_latency_ms=stream.ttfb_ms,
                             cache_status=CACHE_STATUS_MISS if key is not None else None)
@@ -311,7 +327,7 @@ class Dispatcher:
             self._meter(request, route, meta, 499, "client_closed", (time.perf_counter() - received) * 1000)
             return
         finally:
-            self._streams.pop(reply_to, None)
+            self._cancellable.pop(reply_to, None)
             await stream.aclose()
         finished = time.perf_counter()
         self._health.record(route.key, True, stream.ttfb_ms)

@@ -45,22 +45,32 @@ def test_a_whole_answer_past_the_edge_deadline_is_a_clean_504(short_edge: Cluste
     assert time.monotonic() - started < 10  # the edge's deadline, not the client's
 
 
-def test_a_stream_without_a_first_byte_by_the_deadline_is_stopped_and_not_billed(short_edge: Cluster) -> None:
-    client = short_edge.client()
-    log = _router_log(short_edge)
-    before = log.read_text().count("stream_cancelled_before_start")
-    ttft_ms = 2500
+def _cancelled_count(cluster: Cluster) -> int:
+    return _router_log(cluster).read_text().count('"event":"cancelled_before_answer"')
+
+
+def _assert_stopped_and_not_billed(cluster: Cluster, request_id: str, before: int, answer_at_s: float,
+                                   started: float) -> None:
+    """The router logged the cancel, and by the time the provider would have answered (and been
+    metered as a 200) the ledger, caught up, has no record of the request."""
+    eventually(lambda: _cancelled_count(cluster) > before, 5)
+    time.sleep(max(0.0, answer_at_s + 0.3 - (time.monotonic() - started)))
+    later = cluster.client().chat.completions.with_raw_response.create(model="openai/gpt-4o", messages=USER)
+    assert generation(cluster, later.headers["X-Request-Id"])["status"] == 200  # the ledger is caught up
+    assert call(cluster, "GET", "/generations", params={"id": request_id}).status_code == 404
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_an_answer_late_for_the_deadline_is_stopped_and_not_billed(short_edge: Cluster, stream: bool) -> None:
+    before = _cancelled_count(short_edge)
+    late_ms = 2500
+    model = f"openai/gpt-4o+ttft={late_ms}" if stream else f"openai/gpt-4o+latency={late_ms}"
     started = time.monotonic()
     with pytest.raises(openai.InternalServerError) as err:
-        client.chat.completions.create(model=f"openai/gpt-4o+ttft={ttft_ms}", messages=USER, stream=True, timeout=10)
+        short_edge.client().chat.completions.create(model=model, messages=USER, stream=stream, timeout=10)
     assert err.value.status_code == 504 and err.value.body["type"] == "timeout_error"
-    request_id = err.value.response.headers["X-Request-Id"]
-    eventually(lambda: log.read_text().count("stream_cancelled_before_start") > before, 5)
-    # Had the router gone on, the provider's answer would have been metered as a 200 by now.
-    time.sleep(max(0.0, ttft_ms / 1000 + 0.3 - (time.monotonic() - started)))
-    later = client.chat.completions.with_raw_response.create(model="openai/gpt-4o", messages=USER)
-    assert generation(short_edge, later.headers["X-Request-Id"])["status"] == 200  # the ledger is caught up
-    assert call(short_edge, "GET", "/generations", params={"id": request_id}).status_code == 404
+    _assert_stopped_and_not_billed(short_edge, err.value.response.headers["X-Request-Id"], before, late_ms / 1000,
+                                   started)
 
 
 def test_a_stream_that_stalls_gets_an_error_event_and_its_router_stops(short_edge: Cluster) -> None:
