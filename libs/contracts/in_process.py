@@ -20,9 +20,8 @@ class InProcessRouter(Protocol):
         """Dispatch one request; its replies are passed to `deliver` as the router makes them."""
 
     def cancel(self, reply_to: str) -> None:
-        """The stream answering on `reply_to` lost its client: stop it."""
+        """The request answering on `reply_to` lost its client, or the edge gave up on it: stop it."""
 
-    async def request(self, subject: str, payload: bytes, timeout_s: float,
-                      headers: dict[str, str] | None = None) -> bytes:
-        """The one encoded reply to a whole-answer request, or to a catalog or health query
-        (answered without NATS); TimeoutError after `timeout_s`, the request then cancelled."""
+    def query(self, subject: str, payload: bytes) -> bytes | None:
+        """The encoded reply to a catalog or health query, answered from what the router holds
+        (no NATS needed); None for a subject it does not answer that way."""

@@ -98,12 +98,9 @@ async def request_reply(nc: Client, subject: str, payload: bytes, timeout_s: flo
                         unavailable: str = NO_ROUTER_TEXT,
                         headers: dict[str, str] | None = None, local: InProcessRouter | None = None) -> Reply:
     """Send one request and return the service's Reply (raising its Failure as a GatewayError);
-    `local`, when the edge hosts a router, answers it without the bus."""
-    if local is not None:
-        try:
-            return _as_reply(await local.request(subject, payload, timeout_s, headers))
-        except TimeoutError as exc:
-            raise _timeout(timeout_s) from exc
+    `local`, when the edge hosts a router, answers the catalog and health queries without the bus."""
+    if local is not None and (answer := local.query(subject, payload)) is not None:
+        return _as_reply(answer)
     if not nc.is_connected:
         raise _unavailable("The gateway is reconnecting to its message bus")
     try:
@@ -124,27 +121,36 @@ async def request_reply(nc: Client, subject: str, payload: bytes, timeout_s: flo
     return _as_reply(msg.data)
 
 
-async def ask_router(inboxes: StreamInboxes, subject: str, payload: bytes, timeout_s: float,
-                     headers: dict[str, str] | None = None, local: InProcessRouter | None = None) -> Reply:
-    """One whole answer to an inference request. Past the deadline the router is told to stop,
-    as for a stream, so an answer the client never gets is neither generated nor billed: over
-    NATS the reply comes to one of the edge's own inboxes, whose subject the cancel names."""
+async def _first_replies(inboxes: StreamInboxes, inbox: StreamInbox, subject: str, payload: bytes, timeout_s: float,
+                         headers: dict[str, str] | None, local: InProcessRouter | None) -> list[bytes]:
+    """Hand an inference request to the router (the one in this process, else over NATS) with
+    `inbox` for its replies, and wait for the first. Past the deadline the router is told to stop,
+    so an answer the client never gets is neither generated nor billed."""
     nc = inboxes.nc
     if local is not None:
-        return await request_reply(nc, subject, payload, timeout_s, headers=headers, local=local)
-    if not nc.is_connected:
-        raise _unavailable("The gateway is reconnecting to its message bus")
-    inbox = inboxes.open()
-    try:
+        local.send(subject, payload, inbox.subject, inbox.put, headers)
+    else:
+        if not nc.is_connected:
+            raise _unavailable("The gateway is reconnecting to its message bus")
         try:
             await nc.publish(subject, payload, reply=inbox.subject, headers=headers)
         except (nats.errors.Error, RuntimeError) as exc:  # RuntimeError: see request_reply
             raise _unavailable("The gateway lost its message bus") from exc
-        arrived = await inbox.take(timeout_s)
-        if not arrived:
-            await _stop_router(None, nc, inbox.subject)
-            raise _timeout(timeout_s)
-        return _as_reply(arrived[0])
+    arrived = await inbox.take(timeout_s)
+    if not arrived:
+        await _stop_router(local, nc, inbox.subject)
+        raise _timeout(timeout_s)
+    return arrived
+
+
+async def ask_router(inboxes: StreamInboxes, subject: str, payload: bytes, timeout_s: float,
+                     headers: dict[str, str] | None = None, local: InProcessRouter | None = None) -> Reply:
+    """One whole answer to an inference request. It comes to one of the edge's own inboxes, as a
+    stream's replies do, so a cancel past the deadline can name it (nats-py's request() keeps its
+    inbox to itself)."""
+    inbox = inboxes.open()
+    try:
+        return _as_reply((await _first_replies(inboxes, inbox, subject, payload, timeout_s, headers, local))[0])
     finally:
         inboxes.close(inbox)
 
@@ -167,18 +173,9 @@ async def relay_stream(request: web.Request, inboxes: StreamInboxes, subject: st
                        local: InProcessRouter | None = None) -> web.StreamResponse:
     """Relay one stream; `local`, when the edge hosts a router, dispatches it there."""
     nc = inboxes.nc
-    if local is None and not nc.is_connected:
-        raise _unavailable("The gateway is reconnecting to its message bus")
     inbox = inboxes.open()
     try:
-        if local is not None:
-            local.send(subject, payload, inbox.subject, inbox.put, headers)
-        else:
-            await nc.publish(subject, payload, reply=inbox.subject, headers=headers)
-        arrived = await inbox.take(timeout_s)
-        if not arrived:
-            await _stop_router(local, nc, inbox.subject)
-            raise _timeout(timeout_s)
+        arrived = await _first_replies(inboxes, inbox, subject, payload, timeout_s, headers, local)
         first = _decode(arrived[0])
         if isinstance(first, Failure):
             raise _failure_error(first, request_id)

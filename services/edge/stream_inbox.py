@@ -21,8 +21,6 @@ from libs.contracts.bus.inference import Failure, encode
 from libs.contracts.errors import ErrorBody
 
 _NO_RESPONDERS = "503"
-
-
 NO_ROUTER_TEXT = "No router is serving requests"
 # What the server's "no responders" status for a stream's request becomes in the inbox: the 503
 # that relay.request_reply answers for a whole one.

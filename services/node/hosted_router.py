@@ -2,9 +2,6 @@
 router service, with its own NATS connection and its health and /metrics on the router's
 health port, plus the in-process calls the edge makes instead of publishing on the bus."""
 
-import asyncio
-import itertools
-
 from aiohttp import web
 
 from libs.contracts.config import SwitchboardConfig
@@ -17,7 +14,6 @@ from services.router.service import RouterService
 class HostedRouter:
     def __init__(self, config: SwitchboardConfig) -> None:
         self.service = RouterService(config)
-        self._ids = itertools.count()
         self._health: web.AppRunner | None = None
 
     @property
@@ -43,22 +39,5 @@ class HostedRouter:
     def cancel(self, reply_to: str) -> None:
         self.service.cancel_local(reply_to)
 
-    async def request(self, subject: str, payload: bytes, timeout_s: float,
-                      headers: dict[str, str] | None = None) -> bytes:
-        query = self.service.answer_query(subject, payload)  # the catalog and health: no dispatch
-        if query is not None:
-            return query
-        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-        def deliver(data: bytes) -> None:
-            if not answer.done():
-                answer.set_result(data)
-
-        reply_to = f"_LOCAL.{next(self._ids)}"
-        self.send(subject, payload, reply_to, deliver, headers)
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await answer
-        except TimeoutError:
-            self.cancel(reply_to)  # the edge gives up: the router stops calling the provider
-            raise
+    def query(self, subject: str, payload: bytes) -> bytes | None:
+        return self.service.answer_query(subject, payload)
